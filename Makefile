@@ -1,0 +1,66 @@
+# Reqflow: `make run` serves the site, `make test` runs every test. Both set everything up first.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+PORT ?= 8000
+PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/reqflow
+REDIS_TEST_URL ?= redis://127.0.0.1:6379/14
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test test-fast test-postgres lint bench lighthouse screenshot clean
+
+$(VENV)/.installed: requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Reqflow needs Python 3.11 or newer")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
+	$(PIP) install -q -r requirements-dev.txt
+	touch $@
+
+# Debian's chromium for the browser tests (Playwright never downloads a browser here).
+/usr/bin/chromium:
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+run: $(VENV)/.installed
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v 0
+	@echo "Reqflow is at http://127.0.0.1:$(PORT)/  (Ctrl-C stops it)"
+	$(VENV)/bin/daphne -b 127.0.0.1 -p $(PORT) --websocket-max-message-size 65536 reqflow.asgi:application
+
+test: $(VENV)/.dev-installed /usr/bin/chromium node_modules/.installed
+	$(VENV)/bin/ruff check .
+	$(PY) manage.py check
+	$(VENV)/bin/pytest -p no:cacheprovider
+	$(MAKE) --no-print-directory test-postgres
+
+# The same store, projector and socket tests, again on PostgreSQL and Redis (the scaled-out mode).
+test-postgres: $(VENV)/.dev-installed
+	DATABASE_URL=$(PG_TEST_URL) REDIS_URL=$(REDIS_TEST_URL) $(VENV)/bin/pytest -p no:cacheprovider -m backend
+
+test-fast: $(VENV)/.dev-installed
+	$(VENV)/bin/pytest -p no:cacheprovider -m "not browser and not slow" -x
+
+lint: $(VENV)/.dev-installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: $(VENV)/.dev-installed
+	$(PY) bench/run.py
+
+lighthouse: $(VENV)/.installed /usr/bin/chromium node_modules/.installed
+	$(PY) bench/lighthouse.py
+
+screenshot: $(VENV)/.dev-installed /usr/bin/chromium
+	$(PY) docs/make_screenshot.py
+
+clean:
+	rm -rf $(VENV) node_modules staticfiles .test_db.sqlite3*

@@ -1,0 +1,1 @@
+"""System checks for the concept content files (filled in by the foundation issue)."""

@@ -1,0 +1,48 @@
+"""ASGI entry point: HTTP through Django, WebSockets through the origin check, session auth and the lab routes.
+
+daphne implements no ASGI lifespan, so the embedded projector starts on the server's event loop the first
+time any connection arrives (see concepts.projector.start_embedded_projector; it starts once per process).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reqflow.settings")
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+from concepts.routing import websocket_urlpatterns  # noqa: E402
+
+
+class StartProjectorOnFirstScope:
+    """Start the in-process projector lazily, from inside the running event loop."""
+
+    def __init__(self, app):  # type: ignore[no-untyped-def]
+        self.app = app
+        self.started = False
+
+    async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
+        if not self.started and settings.EMBEDDED_PROJECTOR:
+            from concepts.projector import start_embedded_projector
+
+            start_embedded_projector()
+            self.started = True
+        return await self.app(scope, receive, send)
+
+
+application = StartProjectorOnFirstScope(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        }
+    )
+)

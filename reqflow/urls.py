@@ -1,0 +1,12 @@
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("concepts.urls")),
+    path("accounts/", include("accounts.urls")),
+    path("notes/", include("notes.urls")),
+    path("admin/", admin.site.urls),
+]
+
+handler404 = "concepts.views.page_not_found"
+handler500 = "concepts.views.server_error"

@@ -1,0 +1,86 @@
+"""A live daphne (the real ASGI app, WebSockets and the in-process projector) and Debian's chromium.
+
+See shared/design/browser-testing.md for why each line is here.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Playwright's sync API leaves an event loop running in the main thread; Django would refuse ORM calls.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+from functools import partial  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from channels.testing.live import make_application, set_database_connection  # noqa: E402
+from daphne.testing import DaphneProcess  # noqa: E402
+from django.db import connections  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+AXE_JS = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def _setup_server_process() -> None:
+    """Runs inside the forked daphne: use the test database and run the projector as `make run` does."""
+    from django.conf import settings
+
+    set_database_connection()
+    settings.EMBEDDED_PROJECTOR = True
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    return {
+        **browser_type_launch_args,
+        "executable_path": CHROMIUM,
+        "args": [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    }
+
+
+@pytest.fixture(scope="session")
+def live_url(django_db_setup, django_db_blocker):
+    connections.close_all()
+    process = DaphneProcess(
+        "127.0.0.1", partial(make_application, static_wrapper=None), setup=_setup_server_process
+    )
+    with django_db_blocker.unblock():
+        process.start()
+    if not process.ready.wait(20):
+        process.terminate()
+        raise RuntimeError("daphne did not start within 20 s")
+    yield f"http://127.0.0.1:{process.port.value}"
+    process.terminate()
+    process.join(10)
+
+
+@pytest.fixture
+def axe(page):
+    """Run axe-core (pinned in package.json, injected from node_modules) and return its violations."""
+
+    def run() -> list[dict]:
+        # evaluate() runs through the devtools protocol, so our strict CSP (script-src 'self') does not block it.
+        page.evaluate(AXE_JS.read_text())
+        result = page.evaluate(
+            "() => axe.run(document, {runOnly: ['wcag2a','wcag2aa','wcag21a','wcag21aa','best-practice']})"
+        )
+        return [
+            {"id": v["id"], "help": v["help"], "nodes": [n["target"] for n in v["nodes"]][:5]}
+            for v in result["violations"]
+        ]
+
+    return run
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/browser/" in str(item.fspath):
+            item.add_marker(pytest.mark.browser)
