@@ -1,1 +1,21 @@
-"""System checks for the concept content files (filled in by the foundation issue)."""
+"""`manage.py check` reads every concept file and reports each problem with the file that has it."""
+
+from __future__ import annotations
+
+from django.core.checks import CheckMessage, Error, register
+
+from concepts import content
+
+
+@register("content")
+def check_concept_files(app_configs=None, **kwargs) -> list[CheckMessage]:
+    _, problems = content.load_dir(content.content_dir())
+    return [
+        Error(
+            str(problem),
+            hint="See the format at the top of concepts/content.py.",
+            obj=str(problem.path),
+            id="concepts.E001",
+        )
+        for problem in problems
+    ]

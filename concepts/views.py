@@ -1,15 +1,49 @@
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseServerError
 from django.shortcuts import render
+from django.template import loader
+from django.views.decorators.http import require_safe
+from django.views.decorators.vary import vary_on_headers
+
+from concepts import content
+
+MAX_QUERY_LENGTH = 100
 
 
+@require_safe
+@vary_on_headers("HX-Request")
 def catalog(request: HttpRequest) -> HttpResponse:
-    return render(request, "concepts/catalog.html", {})
+    query = request.GET.get("q", "").strip()[:MAX_QUERY_LENGTH]
+    library = content.library()
+    found = library.search(query)
+    context = {"q": query, "groups": library.group(found), "found": len(found), "total": len(library.concepts)}
+    # A history restore needs the whole page; only the search box's own requests get the partial.
+    if request.htmx and not request.htmx.history_restore_request:
+        return render(request, "concepts/catalog.html#results", context)
+    return render(request, "concepts/catalog.html", context)
 
 
+@require_safe
 def concept_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    return render(request, "concepts/concept_detail.html", {})
+    library = content.library()
+    concept = library.get(slug)
+    if concept is None:
+        raise Http404(f"No concept {slug!r}")
+    context: dict[str, Any] = {
+        "concept": concept,
+        "related": [library.concepts[s] for s in concept.related],
+    }
+    if concept.lab:
+        from concepts.lab_views import lab_context
+
+        context.update(lab_context(request))
+    from notes.views import notes_context
+
+    context.update(notes_context(request, concept.slug))
+    return render(request, "concepts/concept_detail.html", context)
 
 
 def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
@@ -17,4 +51,5 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    return render(request, "500.html", status=500)
+    # No request context: whatever broke (the database, a context processor) must not break this page too.
+    return HttpResponseServerError(loader.get_template("500.html").render())

@@ -13,7 +13,28 @@
     return window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
   }
 
+  // A link to a section that is a closed <details> (the "Start here" box) opens it, and printing opens them all.
+  function openTarget() {
+    var id = decodeURIComponent(location.hash.slice(1));
+    var target = id && document.getElementById(id);
+    var details = target && (target.tagName === "DETAILS" ? target : target.querySelector("details"));
+    if (details) details.open = true;
+  }
+  window.addEventListener("hashchange", openTarget);
+  window.addEventListener("beforeprint", function () {
+    document.querySelectorAll("details").forEach(function (d) { d.open = true; });
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
+    openTarget();
+    // The table of contents starts closed (phones); in the wide layout it is a side column, so open it there.
+    var toc = document.querySelector("[data-toc-details]");
+    var wide = window.matchMedia && window.matchMedia("(min-width: 64rem)");
+    if (toc && wide) {
+      var follow = function () { toc.open = wide.matches; };
+      follow();
+      wide.addEventListener("change", follow);
+    }
     var button = document.querySelector("[data-theme-toggle]");
     if (!button) return;
     button.hidden = false;
