@@ -176,3 +176,45 @@ class LabState:
     event_count: int
     event_limit: int
     extra: dict[str, Any] = field(default_factory=dict)
+    # time.time_ns() taken before reading: a read that started later is at least as new, so a page keeps the
+    # highest stamp it has applied and ignores older pushes or responses (never going backwards).
+    stamp: int = 0
+    server_now: dt.datetime | None = None
+
+
+def lab_state(sandbox: Sandbox) -> LabState:
+    """Read the whole panel's state. The read side is read before the write side so the page can never show a read
+    model ahead of the write model it follows."""
+    import time
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    # Imported here: both modules import this one for the dataclasses.
+    from concepts import readside, writeside
+
+    stamp = time.time_ns()
+    sandbox = Sandbox.objects.get(pk=sandbox.pk)  # settings may have changed since the caller loaded it
+    read = readside.read_side(sandbox)
+    projector = readside.projector_status(sandbox)
+    in_flight = readside.in_flight(sandbox)
+    rebuild = readside.rebuild_progress(sandbox)
+    retro = readside.retro_model(sandbox)
+    write = writeside.write_side(sandbox)
+    snapshots = writeside.snapshots(sandbox)
+    return LabState(
+        sandbox=sandbox,
+        write=write,
+        read=read,
+        projector=projector,
+        in_flight=in_flight,
+        snapshots=snapshots,
+        snapshot_interval=sandbox.snapshot_interval,
+        deposit_schema_version=sandbox.deposit_schema_version,
+        rebuild=rebuild,
+        retro=retro,
+        event_count=write.version,
+        event_limit=settings.LAB_MAX_EVENTS_PER_SANDBOX,
+        stamp=stamp,
+        server_now=timezone.now(),
+    )

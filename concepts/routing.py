@@ -1,3 +1,9 @@
 from __future__ import annotations
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from concepts.consumers import LabConsumer
+
+websocket_urlpatterns = [
+    path("ws/lab/", LabConsumer.as_asgi()),
+]

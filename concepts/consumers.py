@@ -1,0 +1,135 @@
+"""LabConsumer: one WebSocket per lab page, server to client only.
+
+The socket carries rendered out-of-band partials (the same templates the page and the htmx responses use).
+It never takes instructions: the sandbox comes from the session, any client frame closes the socket, and every
+push re-reads the session, so a logged-out or reset session stops receiving (or moves to the new sandbox).
+Pushes are hints coalesced to at most one per MIN_PUSH_INTERVAL_S; each re-reads the state, so a dropped or
+merged hint loses nothing, and each carries a stamp so the page never applies an older state over a newer one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from importlib import import_module
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from concepts.live import group_name
+
+log = logging.getLogger("concepts.consumers")
+
+MIN_PUSH_INTERVAL_S = 0.05  # at most 20 pushes a second per socket: more than a page can show is waste
+CLOSE_POLICY = 1008  # a client frame: this socket is server-to-client only
+CLOSE_NO_SESSION = 4401  # the session ended (logout, expiry) while the socket was open
+CLOSE_NO_SANDBOX = 4403
+MAX_NEXT_LENGTH = 300
+
+
+def _session_store(session_key: str | None) -> Any:
+    if not session_key:
+        return None
+    engine = import_module(settings.SESSION_ENGINE)
+    store = engine.SessionStore(session_key)
+    if not store.exists(session_key):
+        return None
+    store.load()
+    return store
+
+
+def current_sandbox_id(session_key: str | None) -> Any:
+    """The sandbox this session works in now, read afresh from the session store; None when there is none."""
+    from concepts import sandboxes
+
+    store = _session_store(session_key)
+    if store is None:
+        return None
+    sandbox = sandboxes.sandbox_for_session(store)
+    return sandbox.pk if sandbox is not None else None
+
+
+def render_push(sandbox_id: Any, next_url: str, *, with_panel: bool) -> str:
+    from concepts.lab_views import LIVE_PARTS, build_panel, render_parts
+    from concepts.models import Sandbox
+
+    sandbox = Sandbox.objects.get(pk=sandbox_id)
+    panel = build_panel(None, sandbox, next_url=next_url)
+    return render_parts(panel, ("lab-panel",) if with_panel else LIVE_PARTS)
+
+
+def _next_from_query(query_string: bytes) -> str:
+    """The page path, only for links inside pushed partials; anything but a plain local path is ignored."""
+    values = parse_qs(query_string.decode("latin-1")).get("next", [])
+    candidate = values[0] if values else ""
+    if candidate.startswith("/") and not candidate.startswith("//") and len(candidate) <= MAX_NEXT_LENGTH:
+        if all(c.isprintable() and c not in "\\<>\"'" for c in candidate):
+            return candidate
+    return "/lab/"
+
+
+class LabConsumer(AsyncWebsocketConsumer):
+    async def connect(self) -> None:
+        self.sandbox_id: Any = None
+        self.group: str | None = None
+        self._push_task: asyncio.Task[None] | None = None
+        self._push_lock = asyncio.Lock()
+        self._last_push = 0.0
+        session = self.scope.get("session")
+        self.session_key = getattr(session, "session_key", None)
+        self.next_url = _next_from_query(self.scope.get("query_string", b""))
+        self.sandbox_id = await database_sync_to_async(current_sandbox_id)(self.session_key)
+        if self.sandbox_id is None:
+            await self.close(code=CLOSE_NO_SANDBOX)
+            return
+        self.group = group_name(self.sandbox_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        # A (re)connecting page may have missed anything: send the whole current state at once.
+        await self._push()
+
+    async def disconnect(self, code: int) -> None:
+        if self._push_task is not None:
+            self._push_task.cancel()
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        # Commands travel as POSTs with CSRF; a frame from the client is never expected.
+        await self.close(code=CLOSE_POLICY)
+
+    async def lab_changed(self, event: dict[str, Any]) -> None:
+        if self._push_task is None or self._push_task.done():
+            self._push_task = asyncio.ensure_future(self._push_soon())
+
+    async def _push_soon(self) -> None:
+        loop = asyncio.get_running_loop()
+        wait = self._last_push + MIN_PUSH_INTERVAL_S - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        # Hints arriving from here on schedule a new push, which will read the state after them.
+        self._push_task = None
+        await self._push()
+
+    async def _push(self) -> None:
+        async with self._push_lock:
+            self._last_push = asyncio.get_running_loop().time()
+            sandbox_id = await database_sync_to_async(current_sandbox_id)(self.session_key)
+            if sandbox_id is None:
+                await self.close(code=CLOSE_NO_SESSION)
+                return
+            moved = sandbox_id != self.sandbox_id
+            if moved:
+                # The learner reset the sandbox in another tab: follow the session to the new one.
+                await self.channel_layer.group_discard(self.group, self.channel_name)
+                self.sandbox_id, self.group = sandbox_id, group_name(sandbox_id)
+                await self.channel_layer.group_add(self.group, self.channel_name)
+            try:
+                html = await database_sync_to_async(render_push)(sandbox_id, self.next_url, with_panel=moved)
+            except Exception:
+                log.exception("rendering a push for sandbox %s failed", sandbox_id)
+                return
+            await self.send(text_data=html)
