@@ -204,13 +204,17 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").strip().upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise ImproperlyConfigured(f"LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, not {LOG_LEVEL!r}")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {
         "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
-        "reqflow": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-        "concepts": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+        "reqflow": {"handlers": ["console"], "level": LOG_LEVEL},
+        "concepts": {"handlers": ["console"], "level": LOG_LEVEL},
     },
 }
