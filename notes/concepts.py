@@ -1,17 +1,25 @@
-"""Which concepts a note can belong to, as the concept pages know them."""
+"""Which concepts a note can belong to: exactly the concept pages the content loader knows."""
 
 from __future__ import annotations
 
-import re
-
-_SLUG = re.compile(r"^[a-z0-9-]{1,80}$")
+from concepts import content
 
 
 def concept_exists(slug: str) -> bool:
-    # Until the content loader lands, any well-formed slug is accepted; the unique (owner, slug) key
-    # still confines each learner to their own rows.
-    return bool(_SLUG.fullmatch(slug))
+    return content.library().get(slug) is not None
 
 
 def concept_title(slug: str) -> str:
-    return slug.replace("-", " ").capitalize()
+    # A note outlives a concept file that was renamed or removed; it still needs a readable heading.
+    concept = content.library().get(slug)
+    return concept.title if concept else slug.replace("-", " ").capitalize()
+
+
+def slugs_titled_like(query: str) -> list[str]:
+    """Concepts whose title or slug contains the query, so "event sourcing" finds notes on that page."""
+    wanted = query.casefold()
+    return [
+        concept.slug
+        for concept in content.library().concepts.values()
+        if wanted in concept.title.casefold() or wanted.replace(" ", "-") in concept.slug
+    ]

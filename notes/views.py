@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
 
-from notes.concepts import concept_exists, concept_title
+from notes.concepts import concept_exists, concept_title, slugs_titled_like
 from notes.forms import NoteForm, NoteSearchForm
 from notes.models import NOTE_MAX_CHARS, Note
 from notes.rendering import plain_excerpt, render_markdown
@@ -133,7 +133,7 @@ def mine(request: HttpRequest) -> HttpResponse:
     query = form.cleaned_data["q"] if form.is_valid() else ""
     notes = _own_notes(request)
     if query:
-        notes = notes.filter(Q(body__icontains=query) | Q(concept_slug__icontains=query.replace(" ", "-")))
+        notes = notes.filter(Q(body__icontains=query) | Q(concept_slug__in=slugs_titled_like(query)))
     rows = [
         {"note": note, "title": concept_title(note.concept_slug), "excerpt": plain_excerpt(note.body)}
         for note in notes
@@ -171,8 +171,9 @@ def delete(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
 def export(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     lines = [f"# My Reqflow notes\n\nExported {now:%Y-%m-%d %H:%M} UTC.\n"]
-    for note in _own_notes(request).order_by("concept_slug"):
-        lines.append(f"\n## {concept_title(note.concept_slug)}\n\n")
+    titled = sorted(((concept_title(n.concept_slug), n) for n in _own_notes(request)), key=lambda t: t[0].casefold())
+    for title, note in titled:
+        lines.append(f"\n## {title}\n\n")
         lines.append(f"Concept: {request.build_absolute_uri(_concept_url(note.concept_slug))}\n\n")
         lines.append(note.body.rstrip("\n") + "\n")
     response = HttpResponse("".join(lines), content_type="text/markdown; charset=utf-8")

@@ -121,6 +121,12 @@ def test_a_malformed_concept_slug_is_a_404(alice_client):
     assert alice_client.post("/notes/concept/NOT_A_SLUG/", {"body": "x"}, **HTMX).status_code == 404
 
 
+def test_a_note_on_a_concept_that_does_not_exist_is_a_404(alice_client, alice):
+    assert alice_client.post(save_url("no-such-concept"), {"body": "x"}, **HTMX).status_code == 404
+    assert alice_client.get(save_url("no-such-concept")).status_code == 404
+    assert not Note.objects.filter(owner=alice).exists()
+
+
 def test_a_get_on_the_save_address_shows_the_note_on_its_own_page(alice_client):
     alice_client.post(save_url(), {"body": "my summary"}, **HTMX)
     response = alice_client.get(save_url())
@@ -187,7 +193,7 @@ def test_search_finds_words_in_the_note_and_in_the_concept_name(alice_client, al
     by_body = alice_client.get(reverse("notes:mine"), {"q": "RETRY"}).content.decode()
     assert "retry safely" in by_body
     assert "projections lag" not in by_body
-    by_concept = alice_client.get(reverse("notes:mine"), {"q": "event sourcing"}).content.decode()
+    by_concept = alice_client.get(reverse("notes:mine"), {"q": "Event Sourcing"}).content.decode()
     assert "projections lag" in by_concept
     assert "retry safely" not in by_concept
 
@@ -206,7 +212,7 @@ def test_export_is_a_markdown_file_with_one_section_per_concept(alice_client, al
     text = response.content.decode()
     assert text.startswith("# My Reqflow notes")
     assert text.count("\n## ") == 2
-    positions = [text.index(part) for part in ("## Cqrs", "projections lag", "## Idempotency", "retry safely")]
+    positions = [text.index(part) for part in ("## CQRS", "projections lag", "## Idempotency", "retry safely")]
     assert positions == sorted(positions)
 
 
