@@ -1,0 +1,162 @@
+"""Which sandbox a request works in, resets, the sandbox following a learner across sign-in, and purging.
+
+The current sandbox id lives in the session data (server-side), not only in Sandbox.session_key: Django
+rotates the session key at sign-in, and the data survives the rotation while the key does not.
+"""
+
+# ruff: noqa: S608  (SQL is built only from model table names; every value is a parameter)
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import connection, transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from concepts.models import PurgePermit, Sandbox, StoredEvent
+
+log = logging.getLogger("concepts.sandboxes")
+
+SESSION_SANDBOX = "lab_sandbox_id"
+SESSION_CREATED = "lab_sandboxes_created"
+# Writing last_active_at on every request would take the SQLite write lock on every page view; purging works
+# in days, so minutes of precision are plenty.
+TOUCH_EVERY = dt.timedelta(minutes=5)
+
+
+class SandboxLimitReached(PermissionDenied):
+    """Too many sandboxes for one session. A PermissionDenied, so an uncaught one is a 403, never a 500."""
+
+
+def sandbox_for_request(request: HttpRequest) -> Sandbox:
+    """The request's current sandbox, created on first use (the user's when signed in, else the session's)."""
+    session = request.session
+    user = getattr(request, "user", None)
+    signed_in = user is not None and user.is_authenticated
+    sandbox: Sandbox | None = None
+    if signed_in:
+        sandbox = _current_for_user(user, session.get(SESSION_SANDBOX))
+    else:
+        sandbox = _current_for_session(session)
+    if sandbox is None:
+        sandbox = _create(request, user if signed_in else None)
+    elif session.get(SESSION_SANDBOX) != str(sandbox.pk):
+        session[SESSION_SANDBOX] = str(sandbox.pk)
+    _touch(sandbox)
+    return sandbox
+
+
+def reset_sandbox(request: HttpRequest) -> Sandbox:
+    """Retire the current sandbox and start an empty one. Raises SandboxLimitReached past the session's limit."""
+    current = sandbox_for_request(request)
+    limit = settings.LAB_MAX_SANDBOXES_PER_SESSION
+    if int(request.session.get(SESSION_CREATED, 1)) >= limit:
+        raise SandboxLimitReached(
+            f"This session has used its {limit} sandboxes: keep working in this one, or sign out and back in later."
+        )
+    user = current.user if current.user_id else None
+    with transaction.atomic():
+        Sandbox.objects.filter(pk=current.pk, retired_at__isnull=True).update(retired_at=timezone.now())
+        fresh = _create(request, user)
+    return fresh
+
+
+def adopt_session_sandbox(request: HttpRequest, user: Any) -> Sandbox | None:
+    """At sign-in: the sandbox follows the account. Call from a user_logged_in receiver.
+
+    A user without a sandbox takes the session's (anonymous) one; a user who has one gets it back as current.
+    """
+    session_sandbox = _by_id(request.session.get(SESSION_SANDBOX))
+    if session_sandbox is not None and session_sandbox.user_id not in (None, user.pk):
+        session_sandbox = None  # someone else's: never hand it over
+    mine = Sandbox.objects.filter(user=user, retired_at__isnull=True).order_by("-last_active_at").first()
+    if mine is None and session_sandbox is not None and session_sandbox.retired_at is None:
+        session_sandbox.user = user
+        session_sandbox.session_key = request.session.session_key or session_sandbox.session_key
+        session_sandbox.save(update_fields=["user", "session_key"])
+        mine = session_sandbox
+    if mine is not None:
+        request.session[SESSION_SANDBOX] = str(mine.pk)
+    return mine
+
+
+def purge_idle(days: float) -> int:
+    """Remove sandboxes idle for more than `days` days, with every row they own (events included). Returns how many."""
+    if days < 0:
+        raise ValueError("days must be 0 or more")
+    cutoff = timezone.now() - dt.timedelta(days=days)
+    ids = list(Sandbox.objects.filter(last_active_at__lt=cutoff).values_list("pk", flat=True))
+    for sandbox_id in ids:
+        purge(sandbox_id)
+    return len(ids)
+
+
+def purge(sandbox_id: uuid.UUID) -> None:
+    """Delete one sandbox and all its rows. The events go under a PurgePermit that lives only in this transaction."""
+    with transaction.atomic():
+        PurgePermit.objects.get_or_create(sandbox_id=sandbox_id)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {StoredEvent._meta.db_table} WHERE sandbox_id = %s",
+                [sandbox_id if connection.features.has_native_uuid_field else sandbox_id.hex],
+            )
+        PurgePermit.objects.filter(sandbox_id=sandbox_id).delete()
+        # Snapshots, command records, load reports and every read-model row go by ON DELETE CASCADE.
+        Sandbox.objects.filter(pk=sandbox_id).delete()
+    log.info("purged sandbox %s", sandbox_id)
+
+
+# --- helpers ----------------------------------------------------------------------------------------------
+
+
+def _by_id(raw: object) -> Sandbox | None:
+    if not raw:
+        return None
+    try:
+        key = uuid.UUID(str(raw))
+    except ValueError:
+        return None
+    return Sandbox.objects.filter(pk=key).first()
+
+
+def _current_for_user(user: Any, session_choice: object) -> Sandbox | None:
+    chosen = _by_id(session_choice)
+    if chosen is not None and chosen.user_id == user.pk and chosen.retired_at is None:
+        return chosen
+    return Sandbox.objects.filter(user=user, retired_at__isnull=True).order_by("-last_active_at").first()
+
+
+def _current_for_session(session: Any) -> Sandbox | None:
+    chosen = _by_id(session.get(SESSION_SANDBOX))
+    # A signed-out visitor never sees an account's sandbox, even if the session still names it.
+    if chosen is not None and chosen.user_id is None and chosen.retired_at is None:
+        return chosen
+    if session.session_key:
+        return (
+            Sandbox.objects.filter(session_key=session.session_key, user__isnull=True, retired_at__isnull=True)
+            .order_by("-last_active_at")
+            .first()
+        )
+    return None
+
+
+def _create(request: HttpRequest, user: Any) -> Sandbox:
+    session = request.session
+    if not session.session_key:
+        session.save()  # a key now, so the sandbox can name the session that made it
+    sandbox = Sandbox.objects.create(session_key=session.session_key or "", user=user)
+    session[SESSION_SANDBOX] = str(sandbox.pk)
+    session[SESSION_CREATED] = int(session.get(SESSION_CREATED, 0)) + 1
+    return sandbox
+
+
+def _touch(sandbox: Sandbox) -> None:
+    now = timezone.now()
+    if sandbox.last_active_at is None or now - sandbox.last_active_at > TOUCH_EVERY:
+        Sandbox.objects.filter(pk=sandbox.pk).update(last_active_at=now)
+        sandbox.last_active_at = now

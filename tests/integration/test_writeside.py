@@ -1,0 +1,239 @@
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.test import override_settings
+
+from concepts import persistence, writeside
+from concepts.engine.messages import Deposited
+from concepts.engine.snapshots import fingerprint
+from concepts.models import CommandRecord, LoadReport, Sandbox, Snapshot, StoredEvent
+
+pytestmark = [pytest.mark.django_db, pytest.mark.backend]
+
+
+@pytest.fixture
+def sandbox():
+    return Sandbox.objects.create(session_key="s1")
+
+
+def deposit(sandbox, amount="50", **kwargs):
+    return writeside.send_command(sandbox, "deposit", amount, **kwargs)
+
+
+def test_a_deposit_is_stored_and_reported_with_its_new_version(sandbox):
+    outcome = deposit(sandbox, "50")
+    assert outcome.accepted
+    assert outcome.message == "Deposited $50.00 → v=1"
+    assert outcome.write_version == 1
+    assert [e.version for e in outcome.events] == [1]
+    assert outcome.last_position == outcome.events[0].position
+    row = StoredEvent.objects.get(sandbox_id=sandbox.pk)
+    assert (row.event_type, row.schema_version, row.payload) == ("Deposited", 1, {"amount": "50.00"})
+    assert writeside.write_side(sandbox).balance == Decimal("50.00")
+
+
+def test_an_overdraft_is_rejected_names_its_rule_and_appends_nothing(sandbox):
+    deposit(sandbox, "10")
+    outcome = writeside.send_command(sandbox, "withdraw", "10.01")
+    assert not outcome.accepted
+    assert outcome.rule == "no-overdraft"
+    assert outcome.message == "Rejected: would overdraw the account"
+    assert outcome.write_version == 1
+    assert StoredEvent.objects.filter(sandbox_id=sandbox.pk).count() == 1
+
+
+@pytest.mark.parametrize("text", ["-1", "0", "NaN", "Infinity", "1e9999", "1.001", "abc", "10000.01"])
+def test_bad_amount_text_is_rejected_without_an_event(sandbox, text):
+    outcome = deposit(sandbox, text)
+    assert not outcome.accepted
+    assert outcome.rule in {"amount-positive", "amount-cents", "amount-max"}
+    assert not StoredEvent.objects.filter(sandbox_id=sandbox.pk).exists()
+
+
+def test_the_same_command_id_twice_returns_the_first_outcome_and_appends_once(sandbox):
+    first = deposit(sandbox, "50", command_id="cmd-1")
+    again = deposit(sandbox, "50", command_id="cmd-1")
+    assert again.replayed and not first.replayed
+    assert (again.accepted, again.message, again.write_version) == (first.accepted, first.message, 1)
+    assert [e.event_id for e in again.events] == [e.event_id for e in first.events]
+    assert StoredEvent.objects.filter(sandbox_id=sandbox.pk).count() == 1
+
+
+def test_a_rejection_is_remembered_for_its_command_id_too(sandbox):
+    first = writeside.send_command(sandbox, "withdraw", "5", command_id="w-1")
+    deposit(sandbox, "100")
+    again = writeside.send_command(sandbox, "withdraw", "5", command_id="w-1")
+    assert not first.accepted and not again.accepted and again.replayed
+    assert again.rule == "no-overdraft"
+    assert CommandRecord.objects.filter(sandbox=sandbox).count() == 2
+
+
+def test_a_stale_expected_version_is_a_concurrency_outcome_not_an_error(sandbox):
+    deposit(sandbox, "50")
+    deposit(sandbox, "50")
+    outcome = deposit(sandbox, "50", expected_version=1)
+    assert not outcome.accepted
+    assert outcome.rule == "concurrency"
+    assert outcome.message == "The account changed meanwhile (now v=2): retry."
+    assert outcome.write_version == 2
+    assert deposit(sandbox, "50", expected_version=2).accepted
+
+
+def test_a_concurrency_refusal_is_not_remembered_so_the_same_id_can_retry(sandbox):
+    deposit(sandbox, "50")
+    assert deposit(sandbox, "5", command_id="c", expected_version=0).rule == "concurrency"
+    assert deposit(sandbox, "5", command_id="c", expected_version=1).accepted
+
+
+@override_settings(LAB_MAX_EVENTS_PER_SANDBOX=3)
+def test_a_full_sandbox_refuses_more_events_with_a_clear_message(sandbox):
+    for _ in range(3):
+        assert deposit(sandbox, "1").accepted
+    outcome = deposit(sandbox, "1")
+    assert (outcome.accepted, outcome.rule) == (False, "limit")
+    assert outcome.message == "This sandbox is full (3 events): reset it to start again."
+    assert StoredEvent.objects.filter(sandbox_id=sandbox.pk).count() == 3
+
+
+@override_settings(LAB_MAX_EVENTS_PER_SANDBOX=1000)
+def test_the_limit_message_groups_thousands(sandbox):
+    persistence.append(sandbox, [Deposited(amount=Decimal("1.00"))] * 1000, 0, "bulk")
+    outcome = deposit(sandbox, "1")
+    assert outcome.message == "This sandbox is full (1,000 events): reset it to start again."
+
+
+def test_snapshots_are_taken_every_interval_and_used_on_load(sandbox):
+    writeside.set_snapshot_interval(sandbox, 4)
+    for _ in range(10):
+        deposit(sandbox, "1")
+    assert list(Snapshot.objects.filter(sandbox=sandbox).order_by("version").values_list("version", flat=True)) == [
+        4,
+        8,
+    ]
+    write = writeside.write_side(sandbox)
+    assert (write.version, write.balance) == (10, Decimal("10.00"))
+    assert write.load.summary == "snapshot at v8 + 2 events; 10 without"
+    report = LoadReport.objects.get(sandbox=sandbox)
+    assert (report.snapshot_version, report.events_replayed, report.events_without_snapshot) == (8, 1, 9)
+
+
+def test_an_interval_of_zero_takes_no_snapshots(sandbox):
+    writeside.set_snapshot_interval(sandbox, 0)
+    for _ in range(12):
+        deposit(sandbox, "1")
+    assert not Snapshot.objects.filter(sandbox=sandbox).exists()
+    assert writeside.write_side(sandbox).load.summary == "no snapshot: 12 events replayed"
+
+
+@pytest.mark.parametrize("bad", [-1, 1001, 2.5, "10", True])
+def test_a_snapshot_interval_out_of_range_is_refused(sandbox, bad):
+    with pytest.raises(ValueError, match="from 0 to 1000"):
+        writeside.set_snapshot_interval(sandbox, bad)
+
+
+def test_a_snapshot_with_another_fingerprint_is_ignored_and_replaced(sandbox):
+    writeside.set_snapshot_interval(sandbox, 0)
+    for _ in range(5):
+        deposit(sandbox, "2")
+    Snapshot.objects.create(
+        sandbox=sandbox,
+        stream_id=sandbox.stream_id,
+        version=5,
+        state={"balance": "999.00", "version": 5, "deposits": 5, "withdrawals": 0},
+        fingerprint="0" * 64,
+    )
+    write = writeside.write_side(sandbox)
+    assert write.balance == Decimal("10.00")
+    assert write.load.snapshot_version is None
+    assert [s.valid for s in writeside.snapshots(sandbox)] == [False]
+    deposit(sandbox, "2")
+    replaced = Snapshot.objects.get(sandbox=sandbox, version=5)
+    assert replaced.fingerprint == fingerprint() and replaced.reason == "replaced"
+    assert replaced.state["balance"] == "10.00"
+    assert writeside.write_side(sandbox).load.snapshot_version == 5
+
+
+def test_take_snapshot_on_demand_and_refuse_it_on_an_empty_stream(sandbox):
+    with pytest.raises(ValueError, match="no events"):
+        writeside.take_snapshot(sandbox)
+    deposit(sandbox, "7")
+    view = writeside.take_snapshot(sandbox)
+    assert (view.version, view.reason, view.valid) == (1, "manual", True)
+    assert view.state["balance"] == "7.00"
+
+
+def test_the_event_page_is_newest_first_and_filters_by_type(sandbox):
+    for _ in range(3):
+        deposit(sandbox, "10")
+    writeside.send_command(sandbox, "withdraw", "5")
+    page = writeside.event_page(sandbox, page=1, per_page=3)
+    assert [e.version for e in page.events] == [4, 3, 2]
+    assert (page.page, page.pages, page.total) == (1, 2, 4)
+    assert [e.version for e in writeside.event_page(sandbox, page=99, per_page=3).events] == [1]
+    only = writeside.event_page(sandbox, event_type="Withdrew")
+    assert [(e.event_type, e.version) for e in only.events] == [("Withdrew", 4)]
+
+
+def test_old_deposits_stay_v1_and_show_upcast_after_switching_schema(sandbox):
+    deposit(sandbox, "50")
+    writeside.set_deposit_schema(sandbox, 2)
+    deposit(sandbox, "12.34")
+    old, new = writeside.all_events(sandbox)
+    assert (old.schema_version, old.raw_payload) == (1, {"amount": "50.00"})
+    assert old.upcast_payload == {"amount_cents": 5000, "currency": "USD"} and old.was_upcast
+    assert (new.schema_version, new.raw_payload) == (2, {"amount_cents": 1234, "currency": "USD"})
+    assert not new.was_upcast
+    assert writeside.write_side(sandbox).balance == Decimal("62.34")
+
+
+@pytest.mark.parametrize("bad", [0, 3, True, "2"])
+def test_a_deposit_schema_other_than_1_or_2_is_refused(sandbox, bad):
+    with pytest.raises(ValueError, match="1 or 2"):
+        writeside.set_deposit_schema(sandbox, bad)
+
+
+@pytest.mark.parametrize(("text", "ms"), [("0", 0), ("2", 2000), ("0.1", 100), ("10", 10000), (" 2.5 ", 2500)])
+def test_the_lag_is_set_in_tenths_of_a_second(sandbox, text, ms):
+    assert writeside.set_lag(sandbox, text) == ms
+    assert Sandbox.objects.get(pk=sandbox.pk).lag_ms == ms
+
+
+@pytest.mark.parametrize("text", ["-1", "1e9", "abc", "NaN", "inf", "10.1", "0.05", "", "-0.1"])
+def test_a_lag_outside_0_to_10_s_or_finer_than_tenths_is_refused(sandbox, text):
+    with pytest.raises(ValueError, match="from 0 to 10"):
+        writeside.set_lag(sandbox, text)
+    assert Sandbox.objects.get(pk=sandbox.pk).lag_ms == 2000
+
+
+def test_time_travel_uses_the_nearest_snapshot_at_or_below_the_version(sandbox):
+    writeside.set_snapshot_interval(sandbox, 3)
+    for i in range(1, 8):
+        deposit(sandbox, str(i))
+    view = writeside.state_at(sandbox, 5)
+    assert (view.version, view.balance, view.snapshot_version, view.events_applied) == (5, Decimal("15.00"), 3, 2)
+    assert writeside.state_at(sandbox, 2).snapshot_version is None
+    assert writeside.state_at(sandbox, 0).balance == Decimal("0.00")
+    assert writeside.state_at(sandbox, 99).version == 7
+
+
+def test_time_travel_by_time_picks_the_last_event_recorded_before(sandbox):
+    deposit(sandbox, "1")
+    deposit(sandbox, "2")
+    StoredEvent.objects.filter(sandbox_id=sandbox.pk).order_by("position")  # read only
+    first_at = StoredEvent.objects.get(sandbox_id=sandbox.pk, version=1).recorded_at
+    assert writeside.state_at_time(sandbox, first_at).version == 1
+    assert writeside.state_at_time(sandbox, first_at - dt.timedelta(seconds=1)).version == 0
+
+
+def test_a_replay_frame_shows_the_event_at_k_and_the_state_after_it(sandbox):
+    deposit(sandbox, "10")
+    writeside.send_command(sandbox, "withdraw", "4")
+    frame = writeside.replay_frame(sandbox, 2)
+    assert frame.event is not None and frame.event.event_type == "Withdrew"
+    assert (frame.state.version, frame.state.balance, frame.at_end) == (2, Decimal("6.00"), True)
+    start = writeside.replay_frame(sandbox, 0)
+    state, event = start
+    assert event is None and state.version == 0 and not start.at_end
