@@ -42,13 +42,25 @@ def _session_store(session_key: str | None) -> Any:
 
 
 def current_sandbox_id(session_key: str | None) -> Any:
-    """The sandbox this session works in now, read afresh from the session store; None when there is none."""
+    """The sandbox this session works in now, read afresh from the session store; None when there is none.
+
+    Mirrors concepts.sandboxes.sandbox_for_request without creating anything: a socket never makes a sandbox.
+    """
+    from django.contrib.auth import SESSION_KEY, get_user_model
+
     from concepts import sandboxes
 
     store = _session_store(session_key)
     if store is None:
         return None
-    sandbox = sandboxes.sandbox_for_session(store)
+    user_id = store.get(SESSION_KEY)
+    if user_id is not None:
+        user = get_user_model()._default_manager.filter(pk=user_id, is_active=True).first()
+        if user is None:
+            return None
+        sandbox = sandboxes._current_for_user(user, store.get(sandboxes.SESSION_SANDBOX))
+    else:
+        sandbox = sandboxes._current_for_session(store)
     return sandbox.pk if sandbox is not None else None
 
 

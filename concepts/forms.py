@@ -19,12 +19,15 @@ class AmountField(forms.CharField):
     """Money as text parsed by the engine's own rule, so the form and the write model never disagree."""
 
     def __init__(self, **kwargs):  # type: ignore[no-untyped-def]
-        super().__init__(max_length=32, strip=True, **kwargs)
+        messages = {
+            "null_characters_not_allowed": "Enter an amount such as 50 or 12.34.",
+            "max_length": "Enter an amount such as 50 or 12.34.",
+            **kwargs.pop("error_messages", {}),
+        }
+        super().__init__(max_length=32, strip=True, error_messages=messages, **kwargs)
 
     def clean(self, value):  # type: ignore[no-untyped-def]
         text = super().clean(value)
-        if "\x00" in text:
-            raise forms.ValidationError("Enter an amount such as 50 or 12.34.")
         parsed = parse_amount(text)
         if isinstance(parsed, Rejected):
             raise forms.ValidationError(f"Enter a valid amount: {parsed.message}.")

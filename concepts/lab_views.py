@@ -26,7 +26,7 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from concepts import forms
-from concepts.lab import EventPage, LabState, QueryAnswer, lab_state
+from concepts.lab import EventPage, LabState, QueryAnswer, _readside, lab_state
 from concepts.live import publish
 from concepts.models import Sandbox
 
@@ -245,7 +245,7 @@ def _default_next(request: HttpRequest) -> str:
 def lab_context(request: HttpRequest) -> dict[str, Any]:
     """Context for templates/lab/panel.html on the concept page: {"lab": Panel}."""
     try:  # TEMPORARY while the engine modules land in parallel: the concept page must not break meanwhile
-        from concepts import readside, sandboxes, writeside  # noqa: F401
+        from concepts import sandboxes, writeside  # noqa: F401
     except ImportError:
         log.warning("lab engine not importable yet; rendering the lab placeholder")
         return {"lab": None}
@@ -265,7 +265,7 @@ def lab_context(request: HttpRequest) -> dict[str, Any]:
 
 
 def _answer_into(request: HttpRequest, panel: Panel, sandbox: Sandbox, *, read_your_writes: bool) -> None:
-    from concepts import readside
+    readside = _readside()
 
     if read_your_writes:
         wait_for = int(request.session.get(LAST_VERSION_KEY, 0) or 0)
@@ -290,7 +290,11 @@ def render_parts(panel: Panel, names: tuple[str, ...] | list[str], *, main: str 
 
 
 def _htmx_response(request: HttpRequest, panel: Panel, main: str, *, status: int = 200, extra=()) -> HttpResponse:  # type: ignore[no-untyped-def]
-    return HttpResponse(render_parts(panel, (*LIVE_PARTS, *extra), main=main, request=request), status=status)
+    response = HttpResponse(render_parts(panel, (*LIVE_PARTS, *extra), main=main, request=request), status=status)
+    # The response names its own target, so an error answer never lands where the success one would have.
+    response["HX-Retarget"] = f"#{main}"
+    response["HX-Reswap"] = "outerHTML"
+    return response
 
 
 def _page(request: HttpRequest, panel: Panel, *, status: int = 200) -> HttpResponse:
@@ -365,8 +369,7 @@ def command(request: HttpRequest) -> HttpResponse:
         expected_version=data["expected_version"],
     )
     if outcome.accepted:
-        request.session[LAST_VERSION_KEY] = outcome.write_version
-        _changed(sandbox, "command")
+        request.session[LAST_VERSION_KEY] = outcome.write_version  # writeside already told the other tabs
     result = _result(outcome)
     status = {"concurrency": 409, "limit": 422}.get(outcome.rule or "", 200)
     if status == 409:
@@ -443,7 +446,7 @@ def set_schema(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def projector_control(request: HttpRequest) -> HttpResponse:
-    from concepts import readside
+    readside = _readside()
 
     def apply(sandbox: Sandbox, data: dict[str, Any]) -> str:
         action = data["action"]
@@ -476,7 +479,7 @@ def take_snapshot(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def rebuild(request: HttpRequest) -> HttpResponse:
-    from concepts import readside
+    readside = _readside()
 
     def apply(sandbox: Sandbox, data: dict[str, Any]) -> str:
         progress = readside.start_rebuild(sandbox)
@@ -487,7 +490,7 @@ def rebuild(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def retro_model(request: HttpRequest) -> HttpResponse:
-    from concepts import readside
+    readside = _readside()
 
     def apply(sandbox: Sandbox, data: dict[str, Any]) -> str:
         readside.enable_retro_model(sandbox)
@@ -501,7 +504,14 @@ def reset(request: HttpRequest) -> HttpResponse:
     from concepts import sandboxes
 
     old = _sandbox(request)
-    new = sandboxes.reset_sandbox(request)
+    try:
+        new = sandboxes.reset_sandbox(request)
+    except sandboxes.SandboxLimitReached as exc:
+        message = {"ok": False, "text": str(exc)}
+        panel = build_panel(request, old, next_url=_next(request), controls_message=message)
+        if request.htmx:
+            return _htmx_response(request, panel, "lab-controls-result", status=429)
+        return _page(request, panel, status=429)
     # Other tabs' sockets are in the old sandbox's group: the hint makes them re-read the session and move.
     publish(old.pk, "reset")
     message = {"ok": True, "text": "Started a fresh sandbox: empty log, balance $0.00."}
@@ -567,7 +577,7 @@ def page(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 async def query(request: HttpRequest) -> HttpResponse:
-    from concepts import readside
+    readside = _readside()
 
     read_your_writes = bool(request.GET.get("read_your_writes"))
     sandbox = await sync_to_async(_sandbox)(request)

@@ -53,10 +53,10 @@
     }
   });
 
-  // Bad input (400), a conflict (409) and a full sandbox (422) carry a message meant to be shown.
+  // Bad input (400), a conflict (409), a full sandbox (422) and a spent session (429) carry a message meant to be shown.
   document.addEventListener("htmx:beforeSwap", function (evt) {
     var status = evt.detail.xhr && evt.detail.xhr.status;
-    if (status === 400 || status === 409 || status === 422) {
+    if (status === 400 || status === 409 || status === 422 || status === 429) {
       evt.detail.shouldSwap = true;
       evt.detail.isError = false;
     }

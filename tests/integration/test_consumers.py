@@ -1,0 +1,174 @@
+"""The lab's WebSocket: origin check, the sandbox from the session only, server-to-client only, pushes after commit.
+
+Through reqflow.asgi.application (origin validator -> session -> routing), with a real session cookie.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.test import Client
+
+from concepts.live import apublish
+from concepts.models import Sandbox
+from reqflow.asgi import application
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend]
+
+ORIGIN = (b"origin", b"http://127.0.0.1")
+HX = {"HTTP_HX_REQUEST": "true"}
+
+
+def _visit() -> tuple[Client, str]:
+    client = Client()
+    client.get("/lab/")
+    return client, client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+async def learner() -> tuple[Client, str]:
+    return await sync_to_async(_visit)()
+
+
+def socket(session_key: str | None, origin: tuple[bytes, bytes] = ORIGIN, path: str = "/ws/lab/"):
+    headers = [origin]
+    if session_key:
+        headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={session_key}".encode()))
+    return WebsocketCommunicator(application, path, headers=headers)
+
+
+def version(html: str, testid: str) -> int | None:
+    match = re.search(rf'data-testid="{testid}">(\d+)<', html)
+    return int(match.group(1)) if match else None
+
+
+async def until(communicator: WebsocketCommunicator, predicate, timeout: float = 5.0) -> str:
+    """Receive pushes until one satisfies the predicate (pushes coalesce, so any single one may be skipped)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        message = await communicator.receive_from(timeout=max(0.05, deadline - loop.time()))
+        if predicate(message):
+            return message
+
+
+async def _sandbox_of(session_key: str) -> Sandbox:
+    return await Sandbox.objects.filter(session_key=session_key, retired_at__isnull=True).alatest("created_at")
+
+
+async def test_a_foreign_origin_is_refused():
+    _, key = await learner()
+    communicator = socket(key, origin=(b"origin", b"https://evil.example"))
+    connected, _ = await communicator.connect()
+    assert not connected
+
+
+async def test_a_missing_origin_is_refused():
+    _, key = await learner()
+    communicator = WebsocketCommunicator(application, "/ws/lab/", headers=[(b"cookie", f"sessionid={key}".encode())])
+    connected, _ = await communicator.connect()
+    assert not connected
+
+
+async def test_a_socket_without_a_session_is_refused():
+    connected, _ = await socket(None).connect()
+    assert not connected
+
+
+async def test_on_connect_it_sends_the_sessions_own_lab_state():
+    client, key = await learner()
+    await sync_to_async(client.post)("/lab/command/", {"kind": "deposit", "amount": "5"}, **HX)
+    communicator = socket(key)
+    connected, _ = await communicator.connect()
+    assert connected
+    first = await communicator.receive_from(timeout=5)
+    assert version(first, "write-version") == 1
+    assert 'hx-swap-oob="true"' in first
+    await communicator.disconnect()
+
+
+async def test_a_client_cannot_pick_another_sandbox():
+    alice, alice_key = await learner()
+    _, bob_key = await learner()
+    await sync_to_async(alice.post)("/lab/command/", {"kind": "deposit", "amount": "5"}, **HX)
+    alice_sandbox = await _sandbox_of(alice_key)
+    # Bob names Alice's sandbox in the URL: ignored, he still sees his own (empty) sandbox.
+    communicator = socket(bob_key, path=f"/ws/lab/?sandbox={alice_sandbox.pk}")
+    connected, _ = await communicator.connect()
+    assert connected
+    first = await communicator.receive_from(timeout=5)
+    assert version(first, "write-version") == 0
+    # ...and asking over the socket closes it: it is server-to-client only.
+    await communicator.send_to(text_data=f'{{"sandbox": "{alice_sandbox.pk}"}}')
+    closed = await communicator.receive_output(timeout=5)
+    assert closed == {"type": "websocket.close", "code": 1008}
+
+
+async def test_a_binary_frame_closes_the_socket():
+    _, key = await learner()
+    communicator = socket(key)
+    await communicator.connect()
+    await communicator.receive_from(timeout=5)
+    await communicator.send_to(bytes_data=b"\x00" * 1024)
+    assert (await communicator.receive_output(timeout=5))["code"] == 1008
+
+
+async def test_a_command_is_pushed_to_another_tab_after_it_commits():
+    client, key = await learner()
+    other_tab = socket(key)
+    await other_tab.connect()
+    await other_tab.receive_from(timeout=5)
+    await sync_to_async(client.post)("/lab/command/", {"kind": "deposit", "amount": "7"}, **HX)
+    pushed = await until(other_tab, lambda m: version(m, "write-version") == 1)
+    assert "$7.00" in pushed
+    await other_tab.disconnect()
+
+
+async def test_a_burst_of_hints_is_coalesced_into_few_pushes_with_the_latest_state():
+    client, key = await learner()
+    communicator = socket(key)
+    await communicator.connect()
+    await communicator.receive_from(timeout=5)
+    sandbox = await _sandbox_of(key)
+    await sync_to_async(client.post)("/lab/command/", {"kind": "deposit", "amount": "3"}, **HX)
+    for _ in range(100):
+        await apublish(sandbox.pk, "projected")
+    received = []
+    # receive_nothing peeks without a timeout error, which would cancel the consumer.
+    while not await communicator.receive_nothing(timeout=0.5):
+        received.append(await communicator.receive_from())
+    assert 1 <= len(received) <= 5, len(received)
+    assert version(received[-1], "write-version") == 1
+    await communicator.disconnect()
+
+
+async def test_a_reset_in_another_tab_moves_the_socket_to_the_new_sandbox():
+    client, key = await learner()
+    await sync_to_async(client.post)("/lab/command/", {"kind": "deposit", "amount": "9"}, **HX)
+    communicator = socket(key)
+    await communicator.connect()
+    first = await communicator.receive_from(timeout=5)
+    assert version(first, "write-version") == 1
+    await sync_to_async(client.post)("/lab/reset/", {}, **HX)
+    moved = await until(communicator, lambda m: version(m, "write-version") == 0)
+    assert 'id="lab"' in moved  # the whole panel, since everything about the page changed
+    await sync_to_async(client.post)("/lab/command/", {"kind": "deposit", "amount": "4"}, **HX)
+    await until(communicator, lambda m: version(m, "write-version") == 1 and "$4.00" in m)
+    await communicator.disconnect()
+
+
+async def test_a_push_after_the_session_ended_closes_the_socket():
+    client, key = await learner()
+    communicator = socket(key)
+    await communicator.connect()
+    await communicator.receive_from(timeout=5)
+    sandbox = await _sandbox_of(key)
+    session = await sync_to_async(lambda: client.session)()
+    await sync_to_async(session.delete)()
+    await apublish(sandbox.pk, "projected")
+    closed = await communicator.receive_output(timeout=5)
+    assert closed == {"type": "websocket.close", "code": 4401}
