@@ -196,3 +196,52 @@ def test_fewer_failures_than_the_limit_do_not_lock_anyone_out(client, alice):
     for _ in range(4):
         sign_in(client, "alice", "guess", ip="10.0.0.9")
     assert sign_in(client, "alice", ALICE_PASSWORD, ip="10.0.0.9").status_code == 302
+
+
+def _anonymous_sandbox(client: Client):
+    from concepts.models import Sandbox
+    from concepts.sandboxes import SESSION_SANDBOX
+
+    session = client.session
+    session.save()
+    sandbox = Sandbox.objects.create(session_key=session.session_key)
+    session[SESSION_SANDBOX] = str(sandbox.pk)
+    session.save()
+    return sandbox
+
+
+def test_signing_in_hands_the_visitors_lab_sandbox_to_the_account_and_it_comes_back_next_time(client, alice):
+    from concepts.sandboxes import SESSION_SANDBOX
+
+    sandbox = _anonymous_sandbox(client)
+    assert sign_in(client, "alice", ALICE_PASSWORD).status_code == 302
+    sandbox.refresh_from_db()
+    assert sandbox.user_id == alice.pk
+    client.post(reverse("accounts:logout"))
+
+    elsewhere = Client()
+    sign_in(elsewhere, "alice", ALICE_PASSWORD, ip="192.0.2.7")
+    assert elsewhere.session[SESSION_SANDBOX] == str(sandbox.pk)
+
+
+def test_signing_up_keeps_the_sandbox_the_visitor_was_using(client):
+    sandbox = _anonymous_sandbox(client)
+    client.post(
+        reverse("accounts:signup"),
+        {"username": "frank", "password1": "plum-orbit-lantern-7", "password2": "plum-orbit-lantern-7"},
+    )
+    sandbox.refresh_from_db()
+    assert sandbox.user == User.objects.get(username="frank")
+
+
+def test_signing_in_never_takes_over_another_accounts_sandbox(client, alice, bob):
+    from concepts.models import Sandbox
+    from concepts.sandboxes import SESSION_SANDBOX
+
+    bobs = Sandbox.objects.create(user=bob)
+    session = client.session
+    session[SESSION_SANDBOX] = str(bobs.pk)
+    session.save()
+    sign_in(client, "alice", ALICE_PASSWORD)
+    bobs.refresh_from_db()
+    assert bobs.user_id == bob.pk
