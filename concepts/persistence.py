@@ -136,15 +136,12 @@ class DjangoEventStore:
         if expected_version < 0:
             raise ValueError("expected_version must be 0 or more")
         sandbox_id = sandbox_id_of(stream_id)
-        nested = connection.in_atomic_block
         try:
-            # No savepoint: on PostgreSQL a failed INSERT poisons the transaction anyway, and a top-level
-            # append is exactly BEGIN IMMEDIATE; INSERT; COMMIT.
-            with transaction.atomic(savepoint=False):
+            # At the top level this is exactly BEGIN IMMEDIATE; INSERT; COMMIT. Nested in a caller's transaction
+            # it is a savepoint, so a refused append leaves the caller's transaction usable and nothing half-done.
+            with transaction.atomic():
                 return self._append_locked(sandbox_id, stream_id, events, expected_version, metadata)
         except IntegrityError as exc:
-            if nested:  # the outer transaction is broken; its owner re-reads after rolling back
-                raise ConcurrencyError(stream_id, expected_version, None) from exc
             actual = self.stream_version(stream_id)
             if actual != expected_version:
                 raise ConcurrencyError(stream_id, expected_version, actual) from exc

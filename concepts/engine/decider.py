@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 
@@ -36,10 +37,14 @@ def initial_state() -> AccountState:
     return AccountState()
 
 
+# Plain ASCII decimals only: Decimal() alone would also take "NaN", "1e5", "٥٠" (Arabic-Indic digits) and "-0".
+_AMOUNT_TEXT = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
+
 def parse_amount(raw: str) -> Decimal | Rejected:
     """Turn user text into a money amount, or the rule it breaks. Never goes through float."""
     text = raw.strip().replace(",", "").removeprefix("$").strip()
-    if not text or len(text) > 20:
+    if not text or len(text) > 20 or not _AMOUNT_TEXT.fullmatch(text):
         return _reject(RULE_POSITIVE)
     try:
         amount = Decimal(text)
@@ -51,7 +56,7 @@ def parse_amount(raw: str) -> Decimal | Rejected:
 def check_amount(amount: Decimal) -> Decimal | Rejected:
     if not amount.is_finite() or amount <= 0:
         return _reject(RULE_POSITIVE)
-    exponent = amount.normalize().as_tuple().exponent
+    exponent = amount.as_tuple().exponent  # as written: "1.000" has three places even if they are zeros
     if isinstance(exponent, int) and exponent < -2:
         return _reject(RULE_CENTS)
     if amount > MAX_AMOUNT:
