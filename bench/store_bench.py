@@ -1,0 +1,128 @@
+"""Write-side benchmarks: appends per second (one command per transaction) and write-model load times.
+
+Measured on a temporary file SQLite database with WAL at synchronous=FULL, exactly as the app runs it.
+`run(tmpdir)` measures in a child process so the numbers never depend on how the caller configured Django.
+Standalone: `.venv/bin/python bench/store_bench.py` prints the figures as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from decimal import Decimal
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RUNS = 5
+
+
+def run(tmpdir: pathlib.Path) -> dict[str, float]:
+    """Figures for bench/results.json (keys: append_events_per_s, load_10k_no_snapshot_ms, load_10k_snapshot_ms,
+    plus a few extra ones that show the shape)."""
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env.update(SQLITE_PATH=str(pathlib.Path(tmpdir) / "store_bench.sqlite3"), DJANGO_SETTINGS_MODULE="reqflow.settings")
+    done = subprocess.run(
+        [sys.executable, str(pathlib.Path(__file__).resolve()), "--child"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _measure() -> dict[str, float]:
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    call_command("migrate", verbosity=0)
+    with connection.cursor() as cursor:
+        mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+        sync = cursor.execute("PRAGMA synchronous").fetchone()[0]
+    assert (mode, sync) == ("wal", 2), f"benchmark must run at WAL + synchronous=FULL, not {mode}/{sync}"
+
+    from concepts import persistence, writeside
+    from concepts.engine import decider
+    from concepts.engine.messages import Deposited
+    from concepts.engine.store import Metadata, NewEvent
+    from concepts.models import Sandbox
+
+    store = persistence.store
+    results: dict[str, float] = {}
+
+    # --- appends: one event, one transaction, one fsync each ----------------------------------------------
+    rates = []
+    for _ in range(RUNS):
+        sandbox = Sandbox.objects.create()
+        n = 2000
+        event = NewEvent("Deposited", 2, {"amount_cents": 5000, "currency": "USD"})
+        meta = Metadata.for_command("bench")
+        batches = [[NewEvent(event.event_type, event.schema_version, event.payload)] for _ in range(n)]
+        started = time.perf_counter()
+        for version, batch in enumerate(batches):
+            store.append(sandbox.stream_id, batch, version, meta)
+        rates.append(n / (time.perf_counter() - started))
+    results["append_events_per_s"] = round(statistics.median(rates), 1)
+
+    # The whole command path (idempotency check, load, decide, append, command record), for comparison.
+    rates = []
+    for _ in range(3):
+        sandbox = Sandbox.objects.create(snapshot_interval=10)
+        n = 500
+        started = time.perf_counter()
+        for _ in range(n):
+            writeside.send_command(sandbox, "deposit", "50")
+        rates.append(n / (time.perf_counter() - started))
+    results["send_command_per_s"] = round(statistics.median(rates), 1)
+
+    # --- loads ------------------------------------------------------------------------------------------------
+    def stream_of(count: int, snapshot_every: int) -> Sandbox:
+        sandbox = Sandbox.objects.create(snapshot_interval=snapshot_every)
+        events = [
+            Deposited(amount=Decimal("50.00")) if i % 4 else Deposited(amount=Decimal("12.34")) for i in range(count)
+        ]
+        state = decider.initial_state()
+        for start in range(0, count, 500):
+            chunk = events[start : start + 500]
+            persistence.append(sandbox, chunk, start, "seed", deposit_schema=1 + (start // 500) % 2)
+            if snapshot_every:
+                for e in chunk:
+                    state = decider.evolve(state, e)
+                    if state.version % snapshot_every == 0:
+                        persistence.save_snapshot(sandbox, state, "auto")
+        return sandbox
+
+    def load_ms(sandbox: Sandbox, expected_version: int) -> float:
+        timings = []
+        for _ in range(RUNS * 2 + 1):
+            started = time.perf_counter()
+            loaded = persistence.load_state(sandbox)
+            timings.append((time.perf_counter() - started) * 1000)
+            assert loaded.state.version == expected_version
+        return round(statistics.median(timings), 3)
+
+    results["load_10k_no_snapshot_ms"] = load_ms(stream_of(10_000, 0), 10_000)
+    results["load_10k_snapshot_ms"] = load_ms(stream_of(10_000, 100), 10_000)
+    # The worst case for snapshot-every-100 (99 events after the snapshot), and flatness as the stream grows.
+    results["load_10k_snapshot_tail99_ms"] = load_ms(stream_of(10_099, 100), 10_099)
+    results["load_1k_snapshot_ms"] = load_ms(stream_of(1_000, 100), 1_000)
+    results["load_50k_snapshot_ms"] = load_ms(stream_of(50_000, 100), 50_000)
+    return results
+
+
+if __name__ == "__main__":
+    if "--child" in sys.argv:
+        print(json.dumps(_measure()))
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps(run(pathlib.Path(tmp)), indent=2))
