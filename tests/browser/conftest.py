@@ -24,8 +24,13 @@ AXE_JS = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "ax
 
 def _setup_server_process() -> None:
     """Runs inside the forked daphne: use the test database and run the projector as `make run` does."""
+    import warnings
+
     from django.conf import settings
 
+    # The fork inherits pytest's "warnings are errors". In the server that turns Django's warning about
+    # WhiteNoise's synchronous file iterator into an exception mid-response, and every static file hangs.
+    warnings.resetwarnings()
     set_database_connection()
     settings.EMBEDDED_PROJECTOR = True
 
