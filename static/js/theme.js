@@ -3,6 +3,8 @@
 (function () {
   var KEY = "reqflow-theme";
   var root = document.documentElement;
+  // Set before the body is parsed, so CSS can show the toggle without shifting the layout after first paint.
+  root.classList.add("js");
   var stored = null;
   try { stored = localStorage.getItem(KEY); } catch (e) { stored = null; }
   if (stored === "light" || stored === "dark") root.setAttribute("data-theme", stored);
@@ -37,7 +39,6 @@
     }
     var button = document.querySelector("[data-theme-toggle]");
     if (!button) return;
-    button.hidden = false;
     var sync = function () { button.setAttribute("aria-pressed", current() === "dark" ? "true" : "false"); };
     sync();
     button.addEventListener("click", function () {
