@@ -11,7 +11,7 @@ class SignUpForm(UserCreationForm):
     email = forms.EmailField(
         required=False,
         label="Email (optional)",
-        help_text="Only needed if you want a way to reset a forgotten password later.",
+        help_text="Leave it blank if you like. It is kept with your account and never shown to anyone.",
     )
 
     class Meta(UserCreationForm.Meta):

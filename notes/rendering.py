@@ -8,6 +8,8 @@ The template still wraps the result in `hx-disable`, and the CSP forbids inline 
 
 from __future__ import annotations
 
+import html
+
 import nh3
 from markdown_it import MarkdownIt
 
@@ -42,8 +44,10 @@ def render_markdown(text: str) -> str:
 
 
 def plain_excerpt(text: str, limit: int = 180) -> str:
-    """A one-line taste of a note for lists: Markdown as typed, squeezed, cut at a word."""
-    squeezed = " ".join(text.split())
+    """A one-line taste of a note for lists: the rendered words without markup, squeezed, cut at a word.
+
+    Plain text, so the template escapes it like any other string."""
+    squeezed = " ".join(html.unescape(nh3.clean(_markdown.render(text), tags=set())).split())
     if len(squeezed) <= limit:
         return squeezed
     return squeezed[:limit].rsplit(" ", 1)[0] + "…"

@@ -123,3 +123,33 @@ def test_my_notes_searches_and_exports(live_url, page: Page):
     text = download.path().read_text(encoding="utf-8")
     assert "## CQRS & Event Sourcing" in text
     assert "projections can lag behind" in text
+
+
+def test_when_saving_fails_the_text_stays_the_error_is_clear_and_it_retries_until_saved(live_url, page: Page):
+    page.goto(live_url + "/accounts/signup/?next=" + CONCEPT)
+    sign_up(page, "offline-learner")
+    editor = page.get_by_test_id("note-editor")
+    status = page.get_by_test_id("note-status")
+
+    page.route("**/notes/concept/**", lambda route: route.abort("internetdisconnected"))
+    editor.press_sequentially("written while offline", delay=5)
+    expect(status).to_contain_text("Not saved: the server could not be reached. Your text is still here")
+    expect(editor).to_have_value("written while offline")
+    assert not Note.objects.filter(owner__username="offline-learner").exists()
+
+    page.unroute("**/notes/concept/**")
+    expect(status).to_contain_text("Saved at", timeout=10_000)
+    assert Note.objects.get(owner__username="offline-learner").body == "written while offline"
+
+
+def test_a_note_at_the_size_limit_says_so(live_url, page: Page):
+    page.goto(live_url + "/accounts/signup/?next=" + CONCEPT)
+    sign_up(page, "long-writer")
+    limit_hint = page.get_by_text("You have reached the 20,000-character limit")
+    expect(limit_hint).to_be_hidden()
+    page.get_by_test_id("note-editor").fill("x" * 19_999)
+    page.get_by_test_id("note-editor").press("End")
+    page.keyboard.type("yz")
+    expect(limit_hint).to_be_visible()
+    expect(page.get_by_test_id("note-editor")).to_have_value("x" * 19_999 + "y")
+    expect(page.get_by_test_id("note-status")).to_contain_text("Saved")

@@ -7,7 +7,14 @@ from html.parser import HTMLParser
 
 import pytest
 
-from notes.rendering import ALLOWED_ATTRIBUTES, ALLOWED_TAGS, ALLOWED_URL_SCHEMES, render_markdown, sanitise
+from notes.rendering import (
+    ALLOWED_ATTRIBUTES,
+    ALLOWED_TAGS,
+    ALLOWED_URL_SCHEMES,
+    plain_excerpt,
+    render_markdown,
+    sanitise,
+)
 
 XSS_PAYLOADS = [
     "<script>alert(1)</script>",
@@ -148,3 +155,9 @@ def test_safe_links_keep_their_address_and_open_without_referrer():
 
 def test_an_empty_note_renders_to_nothing():
     assert render_markdown("") == ""
+
+
+def test_list_excerpts_are_the_words_without_markup_and_never_html():
+    assert plain_excerpt("## Summary\n\n**Events** are `facts` <b>x</b>") == "Summary Events are facts <b>x</b>"
+    assert plain_excerpt("word " * 100).endswith("…")
+    assert len(plain_excerpt("word " * 100)) <= 181
