@@ -3,7 +3,7 @@
 The socket carries rendered out-of-band partials (the same templates the page and the htmx responses use).
 It never takes instructions: the sandbox comes from the session, any client frame closes the socket, and every
 push re-reads the session, so a logged-out or reset session stops receiving (or moves to the new sandbox).
-Pushes are hints coalesced to at most one per MIN_PUSH_INTERVAL_S; each re-reads the state, so a dropped or
+Pushes are hints coalesced by a token bucket (PUSH_RATE); each re-reads the state, so a dropped or
 merged hint loses nothing, and each carries a stamp so the page never applies an older state over a newer one.
 """
 
@@ -23,7 +23,11 @@ from concepts.live import group_name
 
 log = logging.getLogger("concepts.consumers")
 
-MIN_PUSH_INTERVAL_S = 0.05  # at most 20 pushes a second per socket: more than a page can show is waste
+# A token bucket per socket: a short burst goes out at once (a command's push, then its projection's a few ms
+# later, must not wait on each other), while a sustained stream averages at most PUSH_RATE pushes a second,
+# more than a page can show. Hints arriving meanwhile merge into the next push, which re-reads the state.
+PUSH_RATE = 20.0
+PUSH_BURST = 3.0
 CLOSE_POLICY = 1008  # a client frame: this socket is server-to-client only
 CLOSE_NO_SESSION = 4401  # the session ended (logout, expiry) while the socket was open
 CLOSE_NO_SANDBOX = 4403
@@ -89,7 +93,8 @@ class LabConsumer(AsyncWebsocketConsumer):
         self.group: str | None = None
         self._push_task: asyncio.Task[None] | None = None
         self._push_lock = asyncio.Lock()
-        self._last_push = 0.0
+        self._tokens = PUSH_BURST
+        self._refilled_at = 0.0
         session = self.scope.get("session")
         self.session_key = getattr(session, "session_key", None)
         self.next_url = _next_from_query(self.scope.get("query_string", b""))
@@ -117,10 +122,18 @@ class LabConsumer(AsyncWebsocketConsumer):
         if self._push_task is None or self._push_task.done():
             self._push_task = asyncio.ensure_future(self._push_soon())
 
+    def _take_token(self) -> float:
+        """Seconds to wait before the next push may go (0 = now); takes the token when it is available."""
+        now = asyncio.get_running_loop().time()
+        self._tokens = min(PUSH_BURST, self._tokens + (now - self._refilled_at) * PUSH_RATE)
+        self._refilled_at = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return 0.0
+        return (1 - self._tokens) / PUSH_RATE
+
     async def _push_soon(self) -> None:
-        loop = asyncio.get_running_loop()
-        wait = self._last_push + MIN_PUSH_INTERVAL_S - loop.time()
-        if wait > 0:
+        while (wait := self._take_token()) > 0:
             await asyncio.sleep(wait)
         # Hints arriving from here on schedule a new push, which will read the state after them.
         self._push_task = None
@@ -128,7 +141,6 @@ class LabConsumer(AsyncWebsocketConsumer):
 
     async def _push(self) -> None:
         async with self._push_lock:
-            self._last_push = asyncio.get_running_loop().time()
             sandbox_id = await database_sync_to_async(current_sandbox_id)(self.session_key)
             if sandbox_id is None:
                 await self.close(code=CLOSE_NO_SESSION)

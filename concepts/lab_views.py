@@ -16,6 +16,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlencode
 
@@ -68,8 +69,7 @@ class Panel:
     controls_message: dict[str, Any] | None = None  # {"ok": bool, "text": str}
     query: QueryAnswer | None = None
     query_waited_for: int | None = None
-    time_travel: Any = None
-    replay: Any = None
+    tt_version: int = 0
     replay_version: int = 0
     errors: dict[str, str] = field(default_factory=dict)
     amount: str = ""
@@ -95,7 +95,16 @@ class Panel:
         now = self.state.server_now
         return int(now.timestamp() * 1000) if now else 0
 
-    @property
+    # Time travel and replay frames load the stream; only the partials that show them pay for that.
+    @cached_property
+    def time_travel(self) -> Any:
+        return _time_travel(self.state.sandbox, self.tt_version)
+
+    @cached_property
+    def replay(self) -> Any:
+        return _replay_frame(self.state.sandbox, self.replay_version)
+
+    @cached_property
     def in_flight(self) -> list[dict[str, Any]]:
         """Each event between the models with its due time, as text now and as epoch ms for lab.js's countdown."""
         now_ms = self.server_now_ms
@@ -131,7 +140,7 @@ class Panel:
     def replay_next(self) -> int:
         return min(self.max_version, self.replay_version + 1)
 
-    @property
+    @cached_property
     def log_rows(self) -> list[dict[str, Any]]:
         return [
             {
@@ -143,7 +152,7 @@ class Panel:
             for e in self.log.events
         ]
 
-    @property
+    @cached_property
     def history(self) -> list[Any]:
         """The read side's newest transactions first, at most ten (the full list is the event log's job)."""
         return list(reversed(self.state.read.history))[:10]
@@ -226,8 +235,7 @@ def build_panel(
         state=state,
         log=_event_page(state.sandbox, log_page, log_type),
         next=next_url or (_default_next(request) if request is not None else reverse("concepts:lab-page")),
-        time_travel=_time_travel(state.sandbox, tt),
-        replay=_replay_frame(state.sandbox, rp),
+        tt_version=tt,
         replay_version=rp,
     )
     for key, value in overrides.items():

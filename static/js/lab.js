@@ -113,19 +113,21 @@
     if (v.serverNow) clockSkewMs = v.serverNow - Date.now();
     sample();
     var lag = $("lab-lag");
-    if (lag && document.activeElement !== lag && v.lag !== undefined && lag.value !== v.lag) {
+    if (lag && document.activeElement !== lag && !recentlyEdited(lag) && v.lag !== undefined && lag.value !== v.lag) {
       lag.value = v.lag;
       showLag(lag);
     }
     var interval = $("lab-interval");
-    if (interval && document.activeElement !== interval && v.interval !== undefined) interval.value = v.interval;
+    if (interval && document.activeElement !== interval && !recentlyEdited(interval) && v.interval !== undefined) {
+      interval.value = v.interval;
+    }
     var tt = $("lab-tt");
     if (tt) {
       var max = String(v.write);
       if (tt.max !== max) {
         var wasAtHead = tt.value === tt.max;
         tt.max = max;
-        if (Number(tt.value) > v.write || (wasAtHead && document.activeElement !== tt)) {
+        if (Number(tt.value) > v.write || (wasAtHead && document.activeElement !== tt && !recentlyEdited(tt))) {
           tt.value = max;
           showTimeTravel(tt);
         }
@@ -155,7 +157,13 @@
     if (out) out.textContent = "v=" + input.value;
   }
 
+  // A value the learner just set is on its way to the server: a push rendered before it lands must not undo it.
+  function recentlyEdited(input) {
+    return Date.now() - Number(input.dataset.editedAt || 0) < 3000;
+  }
+
   document.addEventListener("input", function (evt) {
+    if (evt.target.dataset) evt.target.dataset.editedAt = String(Date.now());
     if (evt.target.id === "lab-lag") showLag(evt.target);
     if (evt.target.id === "lab-tt") showTimeTravel(evt.target);
   });

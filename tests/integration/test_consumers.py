@@ -146,6 +146,29 @@ async def test_a_burst_of_hints_is_coalesced_into_few_pushes_with_the_latest_sta
     await communicator.disconnect()
 
 
+async def test_a_steady_stream_of_hints_is_capped_near_twenty_pushes_a_second():
+    _, key = await learner()
+    communicator = socket(key)
+    await communicator.connect()
+    await communicator.receive_from(timeout=5)
+    sandbox = await _sandbox_of(key)
+    received = 0
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 1.0
+    while loop.time() < end:
+        await apublish(sandbox.pk, "projected")
+        await asyncio.sleep(0.002)
+        while not await communicator.receive_nothing(timeout=0.001):
+            await communicator.receive_from()
+            received += 1
+    while not await communicator.receive_nothing(timeout=0.3):
+        await communicator.receive_from()
+        received += 1
+    # 20 a second plus the burst allowance; hundreds of hints went in.
+    assert 5 <= received <= 30, received
+    await communicator.disconnect()
+
+
 async def test_a_reset_in_another_tab_moves_the_socket_to_the_new_sandbox():
     client, key = await learner()
     await sync_to_async(client.post)("/lab/command/", {"kind": "deposit", "amount": "9"}, **HX)
