@@ -3,7 +3,7 @@
 A file is ``concepts/content/<slug>.md``::
 
     ---
-    slug: cqrs-event-sourcing          # equals the file name
+    slug: cqrs-event-sourcing          # the URL: /concepts/<slug>/ (by habit also the file name)
     title: CQRS & Event Sourcing
     category: Data                     # the catalog groups by this
     summary: One sentence.
@@ -155,10 +155,6 @@ def _cached_library(directory: Path) -> Library:
     return Library(concepts)
 
 
-def clear_cache() -> None:
-    _cached_library.cache_clear()
-
-
 def load_dir(directory: Path) -> tuple[dict[str, Concept], list[ContentError]]:
     """Parse every ``*.md`` in the folder; return the good concepts and every problem found."""
     errors: list[ContentError] = []
@@ -242,8 +238,6 @@ def _check_meta(path: Path, meta: dict) -> None:
             raise ContentError(path, f"front matter key {key!r} must be non-empty text")
     if not _SLUG.match(meta["slug"]):
         raise ContentError(path, f"slug {meta['slug']!r} must be lowercase words joined by hyphens")
-    if path.stem != meta["slug"]:
-        raise ContentError(path, f"slug {meta['slug']!r} must equal the file name ({path.stem!r})")
     related = meta["related"]
     if not isinstance(related, list) or not all(isinstance(s, str) for s in related):
         raise ContentError(path, "front matter key 'related' must be a list of slugs (use [] for none)")

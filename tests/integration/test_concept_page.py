@@ -53,7 +53,7 @@ def test_every_part_of_the_seed_text_is_on_the_page_in_order(client):
     position = 0
     for part in seed_parts():
         found = text.find(" ".join(part.split()), position)
-        assert found != -1, f"missing or out of order: {part!r}\nafter: {text[position:position + 200]!r}"
+        assert found != -1, f"missing or out of order: {part!r}\nafter: {text[position : position + 200]!r}"
         position = found + len(part)
 
 
