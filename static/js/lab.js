@@ -112,15 +112,8 @@
     if (!v) return;
     if (v.serverNow) clockSkewMs = v.serverNow - Date.now();
     sample();
-    var lag = $("lab-lag");
-    if (lag && document.activeElement !== lag && !recentlyEdited(lag) && v.lag !== undefined && lag.value !== v.lag) {
-      lag.value = v.lag;
-      showLag(lag);
-    }
-    var interval = $("lab-interval");
-    if (interval && document.activeElement !== interval && !recentlyEdited(interval) && v.interval !== undefined) {
-      interval.value = v.interval;
-    }
+    syncInput($("lab-lag"), v.lag, showLag);
+    syncInput($("lab-interval"), v.interval, null);
     var tt = $("lab-tt");
     if (tt) {
       var max = String(v.write);
@@ -158,8 +151,19 @@
   }
 
   // A value the learner just set is on its way to the server: a push rendered before it lands must not undo it.
+  var EDIT_GRACE_MS = 3000;
   function recentlyEdited(input) {
-    return Date.now() - Number(input.dataset.editedAt || 0) < 3000;
+    return Date.now() - Number(input.dataset.editedAt || 0) < EDIT_GRACE_MS;
+  }
+
+  // Follow a setting changed elsewhere (another tab), unless the learner is at this control right now.
+  function syncInput(input, serverValue, show) {
+    if (!input || serverValue === undefined) return;
+    if (Number(input.value) === Number(serverValue)) { delete input.dataset.editedAt; return; }
+    if (document.activeElement === input) return;
+    if (recentlyEdited(input)) { setTimeout(afterVersions, EDIT_GRACE_MS); return; }
+    input.value = serverValue;
+    if (show) show(input);
   }
 
   document.addEventListener("input", function (evt) {
