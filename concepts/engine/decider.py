@@ -37,7 +37,7 @@ def initial_state() -> AccountState:
     return AccountState()
 
 
-# Plain ASCII decimals only: Decimal() alone would also take "NaN", "1e5", "٥٠" (Arabic-Indic digits) and "-0".
+# Plain ASCII decimals only: Decimal() alone would also take "NaN", "1e5", Arabic-Indic digits and "-0".
 _AMOUNT_TEXT = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 
 

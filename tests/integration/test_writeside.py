@@ -1,14 +1,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from decimal import Decimal
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from concepts import persistence, writeside
+from concepts.engine import decider
 from concepts.engine.messages import Deposited
 from concepts.engine.snapshots import fingerprint
+from concepts.engine.upcasting import UnreadableEvent
 from concepts.models import CommandRecord, LoadReport, Sandbox, Snapshot, StoredEvent
 
 pytestmark = [pytest.mark.django_db, pytest.mark.backend]
@@ -237,3 +243,51 @@ def test_a_replay_frame_shows_the_event_at_k_and_the_state_after_it(sandbox):
     start = writeside.replay_frame(sandbox, 0)
     state, event = start
     assert event is None and state.version == 0 and not start.at_end
+
+
+def poison(sandbox, version):
+    StoredEvent.objects.create(
+        sandbox=sandbox,
+        stream_id=sandbox.stream_id,
+        version=version,
+        event_type="Deposited",
+        schema_version=1,
+        payload={"amount": "lots"},
+        command_id="poison",
+        correlation_id=uuid.uuid4(),
+        causation_id=uuid.uuid4(),
+        recorded_at=timezone.now(),
+    )
+
+
+def test_a_poison_event_is_reported_as_unreadable_and_never_crashes_the_write_side(sandbox):
+    deposit(sandbox, "10")
+    poison(sandbox, 2)
+    with pytest.raises(UnreadableEvent, match="lots"):
+        persistence.domain_event(StoredEvent.objects.get(sandbox_id=sandbox.pk, version=2))
+    outcome = deposit(sandbox, "5")
+    assert (outcome.accepted, outcome.rule) == (False, "unreadable")
+    assert "v=2" in outcome.message
+    write = writeside.write_side(sandbox)
+    assert (write.version, write.balance) == (1, Decimal("10.00"))
+    newest = writeside.event_page(sandbox).events[0]
+    assert newest.raw_payload == {"amount": "lots"} and "unreadable" in newest.upcast_payload
+    assert writeside.state_at(sandbox, 2).version == 1
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.integers(min_value=0, max_value=5),
+    st.lists(st.tuples(st.sampled_from(["deposit", "withdraw"]), st.integers(1, 5000)), max_size=25),
+)
+def test_the_stored_write_model_equals_the_fold_of_its_events_whatever_the_snapshots(interval, commands):
+    sandbox = Sandbox.objects.create(snapshot_interval=interval)
+    for kind, cents in commands:
+        writeside.send_command(sandbox, kind, f"{cents / 100:.2f}")
+    events = [persistence.domain_event(row) for row in persistence.read_stream(sandbox)]
+    folded = decider.fold(events)
+    write = writeside.write_side(sandbox)
+    assert (write.version, write.balance) == (folded.version, folded.balance)
+    assert folded.balance >= 0
+    for k in range(folded.version + 1):
+        assert writeside.state_at(sandbox, k).balance == decider.fold(events[:k]).balance
