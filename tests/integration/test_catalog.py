@@ -119,3 +119,18 @@ def test_a_search_query_is_escaped(client, library_dir):
     page = client.get(CATALOG, {"q": "<b>x</b>"}).content.decode()
     assert "<b>x</b>" not in page
     assert "&lt;b&gt;x&lt;/b&gt;" in page
+
+
+def test_a_new_concept_file_gets_a_catalog_entry_and_its_own_page_with_no_code(client, library_dir):
+    (library_dir / "backpressure.md").write_text(
+        concept("backpressure", "Backpressure", "Reliability", "Slow the sender down.", "Bounded queues push back.")
+    )
+    page = client.get(CATALOG).content.decode()
+    assert 'href="/concepts/backpressure/"' in page and '<h2 id="category-reliability">Reliability</h2>' in page
+    response = client.get(reverse("concepts:detail", args=["backpressure"]))
+    assert response.status_code == 200
+    detail = response.content.decode()
+    assert '<h1 id="concept-title">Backpressure</h1>' in detail
+    assert '<section id="what-it-is"' in detail and "Bounded queues push back." in detail
+    assert 'data-testid="lab"' not in detail  # no `lab:` in its front matter, so no panel
+    assert '<section id="your-notes"' in detail
