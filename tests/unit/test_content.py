@@ -12,7 +12,8 @@ from django.core.management.base import SystemCheckError
 from concepts import content
 from concepts.content import ContentError, load_dir, parse_file
 
-SEED = Path("/work/shared/seed/cqrs-event-sourcing.txt")
+# The product owner's seed text, copied into the repo so a fresh clone can test against it.
+SEED = Path(__file__).resolve().parents[1] / "data" / "cqrs-event-sourcing.seed.txt"
 REAL_DIR = content.DEFAULT_CONTENT_DIR
 
 
