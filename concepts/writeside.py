@@ -351,6 +351,7 @@ class ReplayFrame:
     state: TimeTravelView
     event: EventView | None
     head_version: int
+    amount: Decimal | None = None  # the event's amount whatever its schema (a v2 deposit stores cents)
 
     @property
     def version(self) -> int:
@@ -368,7 +369,15 @@ def replay_frame(sandbox: Sandbox, version: int) -> ReplayFrame:
     head = persistence.head_version(sandbox)
     target = max(0, min(int(version), head))
     rows = persistence.read_stream(sandbox, target - 1, target) if target > 0 else []
-    return ReplayFrame(state=state_at(sandbox, target), event=_view(rows[0]) if rows else None, head_version=head)
+    amount = None
+    if rows:
+        try:
+            amount = persistence.domain_event(rows[0]).amount
+        except UnreadableEvent:
+            amount = None
+    return ReplayFrame(
+        state=state_at(sandbox, target), event=_view(rows[0]) if rows else None, head_version=head, amount=amount
+    )
 
 
 # --- settings -----------------------------------------------------------------------------------------------

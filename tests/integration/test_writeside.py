@@ -240,6 +240,10 @@ def test_a_replay_frame_shows_the_event_at_k_and_the_state_after_it(sandbox):
     frame = writeside.replay_frame(sandbox, 2)
     assert frame.event is not None and frame.event.event_type == "Withdrew"
     assert (frame.state.version, frame.state.balance, frame.at_end) == (2, Decimal("6.00"), True)
+    assert frame.amount == Decimal("4.00")
+    writeside.set_deposit_schema(sandbox, 2)
+    deposit(sandbox, "12.50")
+    assert writeside.replay_frame(sandbox, 3).amount == Decimal("12.50")  # stored as cents, shown as money
     start = writeside.replay_frame(sandbox, 0)
     state, event = start
     assert event is None and state.version == 0 and not start.at_end
