@@ -32,10 +32,7 @@ def concept_detail(request: HttpRequest, slug: str) -> HttpResponse:
     concept = library.get(slug)
     if concept is None:
         raise Http404(f"No concept {slug!r}")
-    context: dict[str, Any] = {
-        "concept": concept,
-        "related": [library.concepts[s] for s in concept.related],
-    }
+    context: dict[str, Any] = {}
     if concept.lab:
         from concepts.lab_views import lab_context
 
@@ -43,6 +40,8 @@ def concept_detail(request: HttpRequest, slug: str) -> HttpResponse:
     from notes.views import notes_context
 
     context.update(notes_context(request, concept.slug))
+    # Last, so a key in the lab's or the notes' context can never replace the page's own.
+    context.update(concept=concept, related=[library.concepts[s] for s in concept.related])
     return render(request, "concepts/concept_detail.html", context)
 
 
