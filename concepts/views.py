@@ -9,6 +9,8 @@ from django.views.decorators.http import require_safe
 from django.views.decorators.vary import vary_on_headers
 
 from concepts import content
+from concepts.lab_views import lab_context
+from notes.views import notes_context
 
 MAX_QUERY_LENGTH = 100
 
@@ -34,11 +36,7 @@ def concept_detail(request: HttpRequest, slug: str) -> HttpResponse:
         raise Http404(f"No concept {slug!r}")
     context: dict[str, Any] = {}
     if concept.lab:
-        from concepts.lab_views import lab_context
-
         context.update(lab_context(request))
-    from notes.views import notes_context
-
     context.update(notes_context(request, concept.slug))
     # Last, so a key in the lab's or the notes' context can never replace the page's own.
     context.update(concept=concept, related=[library.concepts[s] for s in concept.related])
