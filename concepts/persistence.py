@@ -355,18 +355,15 @@ def head_version(sandbox: Sandbox) -> int:
 
 
 def domain_event(stored: Any, target_schema: int | None = None) -> Event:
-    """The domain event a stored row (StoredEvent or RecordedEvent) means. Raises UnreadableEvent for poison."""
+    """The domain event a stored row (StoredEvent or RecordedEvent) means. Raises UnreadableEvent for poison.
+
+    Every schema of a type decodes to the same domain event, so `target_schema` only checks that the row can be
+    upcast that far (the log inspector's view); it never changes the result.
+    """
     payload = _py_json(stored.payload)
     if target_schema is not None:
-        payload = upcast(stored.event_type, stored.schema_version, payload, target_schema)
-        return decode(stored.event_type, min(target_schema, _latest(stored.event_type)), payload)
+        upcast(stored.event_type, stored.schema_version, payload, target_schema)
     return decode(stored.event_type, stored.schema_version, payload)
-
-
-def _latest(event_type: str) -> int:
-    from concepts.engine.upcasting import LATEST_SCHEMA
-
-    return LATEST_SCHEMA.get(event_type, 1)
 
 
 # --- write-model loading ------------------------------------------------------------------------------

@@ -43,7 +43,8 @@ def upcast(event_type: str, schema_version: int, payload: Payload, target_versio
     """`payload` (stored as `schema_version`) lifted to `target_version`, or as far as this type's schemas go.
 
     `target_version=None` means the latest schema of the type. An event type with fewer schemas than the target
-    stops at its own latest one (a Withdrew read "as v2" is still Withdrew v1). Never mutates `payload`.
+    stops at its own latest one (a Withdrew read "as v2" is still Withdrew v1). There is no downcasting: a payload
+    already newer than the target comes back as stored. Never mutates `payload`.
     """
     latest = LATEST_SCHEMA.get(event_type)
     if latest is None:

@@ -295,3 +295,12 @@ def test_the_stored_write_model_equals_the_fold_of_its_events_whatever_the_snaps
     assert folded.balance >= 0
     for k in range(folded.version + 1):
         assert writeside.state_at(sandbox, k).balance == decider.fold(events[:k]).balance
+
+
+def test_a_stored_event_means_the_same_domain_event_whatever_schema_it_is_read_as(sandbox):
+    deposit(sandbox, "50")
+    writeside.set_deposit_schema(sandbox, 2)
+    deposit(sandbox, "50")
+    for row in persistence.read_stream(sandbox):
+        for target in (None, 1, 2):
+            assert persistence.domain_event(row, target) == Deposited(amount=Decimal("50.00"))

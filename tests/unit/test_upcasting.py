@@ -91,3 +91,8 @@ def test_the_v1_upcast_equals_writing_v2_directly(n):
     _, _, v1 = encode(event, 1)
     _, _, v2 = encode(event, 2)
     assert upcast("Deposited", 1, v1, 2) == v2
+
+
+def test_a_payload_newer_than_the_target_is_returned_as_stored_never_downcast():
+    stored = {"amount_cents": 5000, "currency": "USD"}
+    assert upcast("Deposited", 2, stored, 1) == stored
