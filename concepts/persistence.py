@@ -140,7 +140,7 @@ class DjangoEventStore:
         sandbox_id = sandbox_id_of(stream_id)
         db = connections[DEFAULT_DB_ALIAS]
         try:
-            if db.vendor == "sqlite" and not db.in_atomic_block:
+            if db.vendor == "sqlite" and not db.in_atomic_block and db.get_autocommit():
                 return self._append_sqlite(db, sandbox_id, stream_id, events, expected_version, metadata)
             # At the top level this is exactly BEGIN IMMEDIATE; INSERT; COMMIT. Nested in a caller's transaction
             # it is a savepoint, so a refused append leaves the caller's transaction usable and nothing half-done.
