@@ -87,11 +87,18 @@ def _next_from_query(query_string: bytes) -> str:
     return "/lab/"
 
 
+def _in_thread(func: Any) -> Any:
+    # Read-only work off the one shared "thread-sensitive" thread, so pushes to many sockets (and the sync views
+    # waiting for that thread) do not queue behind each other. channels' wrapper still closes stale connections.
+    return database_sync_to_async(func, thread_sensitive=False)
+
+
 class LabConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.sandbox_id: Any = None
         self.group: str | None = None
         self._push_task: asyncio.Task[None] | None = None
+        self._dirty = False
         self._push_lock = asyncio.Lock()
         self._tokens = PUSH_BURST
         self._refilled_at = 0.0
@@ -119,8 +126,10 @@ class LabConsumer(AsyncWebsocketConsumer):
         await self.close(code=CLOSE_POLICY)
 
     async def lab_changed(self, event: dict[str, Any]) -> None:
+        # Only mark the page out of date; one loop per socket turns any number of hints into few pushes.
+        self._dirty = True
         if self._push_task is None or self._push_task.done():
-            self._push_task = asyncio.ensure_future(self._push_soon())
+            self._push_task = asyncio.ensure_future(self._push_while_dirty())
 
     def _take_token(self) -> float:
         """Seconds to wait before the next push may go (0 = now); takes the token when it is available."""
@@ -132,16 +141,17 @@ class LabConsumer(AsyncWebsocketConsumer):
             return 0.0
         return (1 - self._tokens) / PUSH_RATE
 
-    async def _push_soon(self) -> None:
-        while (wait := self._take_token()) > 0:
-            await asyncio.sleep(wait)
-        # Hints arriving from here on schedule a new push, which will read the state after them.
-        self._push_task = None
-        await self._push()
+    async def _push_while_dirty(self) -> None:
+        while self._dirty:
+            while (wait := self._take_token()) > 0:
+                await asyncio.sleep(wait)
+            # Hints arriving from here on (even during this push) make the loop go round once more.
+            self._dirty = False
+            await self._push()
 
     async def _push(self) -> None:
         async with self._push_lock:
-            sandbox_id = await database_sync_to_async(current_sandbox_id)(self.session_key)
+            sandbox_id = await _in_thread(current_sandbox_id)(self.session_key)
             if sandbox_id is None:
                 await self.close(code=CLOSE_NO_SESSION)
                 return
@@ -152,7 +162,7 @@ class LabConsumer(AsyncWebsocketConsumer):
                 self.sandbox_id, self.group = sandbox_id, group_name(sandbox_id)
                 await self.channel_layer.group_add(self.group, self.channel_name)
             try:
-                html = await database_sync_to_async(render_push)(sandbox_id, self.next_url, with_panel=moved)
+                html = await _in_thread(render_push)(sandbox_id, self.next_url, with_panel=moved)
             except Exception:
                 log.exception("rendering a push for sandbox %s failed", sandbox_id)
                 return

@@ -191,9 +191,7 @@ def lab_state(sandbox: Sandbox) -> LabState:
     from django.utils import timezone
 
     # Imported here: both modules import this one for the dataclasses.
-    from concepts import writeside
-
-    readside = _readside()
+    from concepts import readside, writeside
 
     stamp = time.time_ns()
     sandbox = Sandbox.objects.get(pk=sandbox.pk)  # settings may have changed since the caller loaded it
@@ -221,43 +219,3 @@ def lab_state(sandbox: Sandbox) -> LabState:
         server_now=timezone.now(),
     )
 
-
-def _readside() -> Any:
-    """TEMPORARY until concepts.readside lands (it is written in parallel): an empty read side, so the panel
-    renders and the write side can be exercised. Remove once the import cannot fail."""
-    try:
-        from concepts import readside
-
-        return readside
-    except ImportError:
-        import types
-
-        from django.utils import timezone
-
-        def read_side(sandbox: Sandbox) -> ReadSide:
-            from concepts import writeside
-
-            behind = writeside.write_side(sandbox).version
-            return ReadSide(balance=Decimal("0.00"), version=0, history=[], behind=behind)
-
-        def query(sandbox: Sandbox) -> QueryAnswer:
-            from concepts import writeside
-
-            w = writeside.write_side(sandbox).version
-            return QueryAnswer(Decimal("0.00"), 0, w, timezone.now(), 0, w > 0)
-
-        async def aquery(sandbox: Sandbox, wait_for_version: int, timeout_s: float = 5.0) -> QueryAnswer:
-            from asgiref.sync import sync_to_async
-
-            return await sync_to_async(query)(sandbox)
-
-        nothing = Progress(done=0, total=0, running=False)
-        return types.SimpleNamespace(
-            read_side=read_side,
-            query=query,
-            aquery=aquery,
-            projector_status=lambda s: ProjectorStatus("paused", 0, 0, s.lag_ms, None, None, None),
-            in_flight=lambda s: [],
-            rebuild_progress=lambda s: nothing,
-            retro_model=lambda s: RetroModelView(False, None, None, 0, nothing),
-        )

@@ -27,7 +27,7 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from concepts import forms
-from concepts.lab import EventPage, LabState, QueryAnswer, _readside, lab_state
+from concepts.lab import EventPage, LabState, QueryAnswer, lab_state
 from concepts.live import publish
 from concepts.models import Sandbox
 
@@ -45,6 +45,7 @@ LAST_VERSION_KEY = "lab_last_command_version"
 # answer, a paged or filtered log) are not here: the consumer cannot know which one a tab is looking at.
 LIVE_PARTS = (
     "lab-versions",
+    "lab-summary",
     "lab-write-model",
     "lab-projection",
     "lab-read-model",
@@ -252,11 +253,6 @@ def _default_next(request: HttpRequest) -> str:
 
 def lab_context(request: HttpRequest) -> dict[str, Any]:
     """Context for templates/lab/panel.html on the concept page: {"lab": Panel}."""
-    try:  # TEMPORARY while the engine modules land in parallel: the concept page must not break meanwhile
-        from concepts import sandboxes, writeside  # noqa: F401
-    except ImportError:
-        log.warning("lab engine not importable yet; rendering the lab placeholder")
-        return {"lab": None}
     sandbox = _sandbox(request)
     flash = request.session.pop(FLASH_KEY, None) or {}
     panel = build_panel(
@@ -273,7 +269,7 @@ def lab_context(request: HttpRequest) -> dict[str, Any]:
 
 
 def _answer_into(request: HttpRequest, panel: Panel, sandbox: Sandbox, *, read_your_writes: bool) -> None:
-    readside = _readside()
+    from concepts import readside
 
     if read_your_writes:
         wait_for = int(request.session.get(LAST_VERSION_KEY, 0) or 0)
@@ -454,7 +450,7 @@ def set_schema(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def projector_control(request: HttpRequest) -> HttpResponse:
-    readside = _readside()
+    from concepts import readside
 
     def apply(sandbox: Sandbox, data: dict[str, Any]) -> str:
         action = data["action"]
@@ -487,7 +483,7 @@ def take_snapshot(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def rebuild(request: HttpRequest) -> HttpResponse:
-    readside = _readside()
+    from concepts import readside
 
     def apply(sandbox: Sandbox, data: dict[str, Any]) -> str:
         progress = readside.start_rebuild(sandbox)
@@ -498,7 +494,7 @@ def rebuild(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def retro_model(request: HttpRequest) -> HttpResponse:
-    readside = _readside()
+    from concepts import readside
 
     def apply(sandbox: Sandbox, data: dict[str, Any]) -> str:
         readside.enable_retro_model(sandbox)
@@ -585,7 +581,7 @@ def page(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 async def query(request: HttpRequest) -> HttpResponse:
-    readside = _readside()
+    from concepts import readside
 
     read_your_writes = bool(request.GET.get("read_your_writes"))
     sandbox = await sync_to_async(_sandbox)(request)

@@ -121,8 +121,10 @@
         var wasAtHead = tt.value === tt.max;
         tt.max = max;
         if (Number(tt.value) > v.write || (wasAtHead && document.activeElement !== tt && !recentlyEdited(tt))) {
+          // A slider left at "now" keeps showing now: follow the head and fetch its state.
           tt.value = max;
           showTimeTravel(tt);
+          if (window.htmx && tt.form) window.htmx.trigger(tt.form, "submit");
         }
       }
     }
@@ -357,7 +359,7 @@
     else if (action === "play") {
       if (replayTimer) { stopReplay(); return; }
       var button = playButton();
-      if (button) { button.setAttribute("aria-pressed", "true"); button.textContent = "⏸ Pause"; }
+      if (button) { button.setAttribute("aria-pressed", "true"); button.textContent = "❚❚ Pause"; }
       // From the end, a new play starts over at the empty account.
       var start = s.at >= s.max ? showReplay(0) : Promise.resolve();
       replayTimer = -1;
