@@ -80,7 +80,9 @@ class SchemaForm(forms.Form):
 
 
 class ProjectorForm(forms.Form):
-    action = forms.ChoiceField(choices=[("pause", "Pause"), ("resume", "Resume"), ("crash", "Crash")])
+    action = forms.ChoiceField(
+        choices=[("pause", "Pause"), ("resume", "Resume"), ("crash", "Crash"), ("retry", "Retry the failed event")]
+    )
 
 
 class QueryForm(forms.Form):

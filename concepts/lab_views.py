@@ -460,6 +460,9 @@ def projector_control(request: HttpRequest) -> HttpResponse:
         if action == "resume":
             readside.resume_projection(sandbox)
             return "Projection resumed from its checkpoint."
+        if action == "retry":
+            count = readside.retry_dead_letter(sandbox)
+            return f"Retrying {count} dead-lettered event{'s' if count != 1 else ''}." if count else "Nothing to retry."
         readside.crash_projector(sandbox, CRASH_DOWNTIME_S)
         return f"Projector crashed; it restarts from its checkpoint in {CRASH_DOWNTIME_S:g} s."
 

@@ -63,6 +63,9 @@ def test_with_a_lag_the_read_model_visibly_trails_then_catches_up(page: Page, li
     expect(page.get_by_test_id("read-balance")).to_have_text("$50.00")
     expect(page.get_by_test_id("staleness")).to_contain_text("caught up")
     expect(page.locator(".lab-inflight__item")).to_have_count(0)
+    # The chart drew both lines from the pushed versions.
+    expect(page.locator("#lab-chart-write")).to_have_attribute("points", re.compile(r"\d+(\.\d)?,\d"))
+    expect(page.locator("#lab-chart-read")).to_have_attribute("points", re.compile(r"\d+(\.\d)?,\d"))
 
 
 def test_a_query_during_the_lag_is_stale_and_after_it_is_not(page: Page, live_url):
@@ -140,6 +143,11 @@ def test_the_event_log_shows_each_event_newest_first_with_its_ids(page: Page, li
     expect(rows.first).to_have_attribute("data-type", "Deposited")
     rows.first.locator("summary").click()
     expect(rows.first.locator(".lab-log__json")).to_contain_text('"event_id"')
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    rows.first.get_by_role("button", name="Copy as JSON").click()
+    expect(rows.first.locator("[data-copy-status]")).to_contain_text("Copied")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert '"type": "Deposited"' in copied and '"position"' in copied
 
 
 def test_rebuild_replays_the_log_with_a_progress_bar(page: Page, live_url):
@@ -278,6 +286,19 @@ def test_without_javascript_a_deposit_still_works(browser, live_url):
     page.get_by_test_id("query").click()
     expect(page.get_by_test_id("query-result")).to_contain_text("from read model")
     context.close()
+
+
+def test_without_a_websocket_the_page_polls_and_says_so(page: Page, live_url):
+    page.route_web_socket(re.compile(r".*/ws/lab/.*"), lambda ws: ws.close(code=1011, reason="refused by the test"))
+    page.goto(live_url + CONCEPT)
+    status = page.locator("[data-live-status]")
+    expect(status).to_have_attribute("data-state", "polling", timeout=SLOW)
+    expect(status).to_contain_text("refreshing every second")
+    set_lag(page, "1")
+    deposit_and_wait(page, "8", 1)
+    # Nothing pushes: the read model reaches v=1 only through the polling requests.
+    expect(page.get_by_test_id("read-version")).to_have_text("1", timeout=SLOW)
+    expect(page.get_by_test_id("read-balance")).to_have_text("$8.00")
 
 
 def test_the_lab_has_no_axe_violations_light_and_dark(page: Page, live_url, axe):

@@ -257,3 +257,21 @@ def test_the_polling_endpoint_returns_every_live_partial_out_of_band(learner):
     for part in ("lab-versions", "lab-write-model", "lab-read-model", "lab-event-log", "lab-projection"):
         assert f'id="{part}"' in html
     assert html.count('hx-swap-oob="true"') >= 5
+
+
+def test_a_full_sandbox_is_a_422_that_says_to_reset(learner, settings):
+    settings.LAB_MAX_EVENTS_PER_SANDBOX = 10
+    for _ in range(10):
+        assert deposit(learner, "1").status_code == 200
+    response = deposit(learner, "1")
+    assert response.status_code == 422
+    assert "full" in text_of(response.content.decode(), "command-result")
+    assert StoredEvent.objects.count() == 10
+
+
+def test_projector_controls_answer_with_the_new_state(learner):
+    html = learner.post("/lab/projector/", {"action": "pause"}, **HX).content.decode()
+    assert "Resume projection" in html and "paused" in html
+    html = learner.post("/lab/projector/", {"action": "resume"}, **HX).content.decode()
+    assert "Pause projection" in html
+    assert learner.post("/lab/projector/", {"action": "explode"}, **HX).status_code == 400
