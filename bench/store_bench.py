@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -61,8 +62,21 @@ def _measure() -> dict[str, float]:
     results: dict[str, float] = {}
 
     # --- appends: one event, one transaction, one fsync each ----------------------------------------------
-    rates = []
+    # Each run is paired with raw sqlite3 doing the same one-insert transactions on a bare table in the same
+    # folder at the same settings: that is the fsync floor of this disk, and on a shared machine it moves a lot.
+    raw_path = pathlib.Path(str(connection.settings_dict["NAME"]) + ".raw")
+    raw = sqlite3.connect(raw_path, isolation_level=None)
+    raw.execute("PRAGMA journal_mode=WAL")
+    raw.execute("PRAGMA synchronous=FULL")
+    raw.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT, body TEXT)")
+    rates, raw_rates = [], []
     for _ in range(RUNS):
+        started = time.perf_counter()
+        for _i in range(2000):
+            raw.execute("BEGIN IMMEDIATE")
+            raw.execute("INSERT INTO t (stream, body) VALUES (?, ?)", ("s", '{"amount_cents": 5000}'))
+            raw.execute("COMMIT")
+        raw_rates.append(2000 / (time.perf_counter() - started))
         sandbox = Sandbox.objects.create()
         n = 2000
         event = NewEvent("Deposited", 2, {"amount_cents": 5000, "currency": "USD"})
@@ -73,6 +87,8 @@ def _measure() -> dict[str, float]:
             store.append(sandbox.stream_id, batch, version, meta)
         rates.append(n / (time.perf_counter() - started))
     results["append_events_per_s"] = round(statistics.median(rates), 1)
+    results["sqlite_raw_insert_per_s"] = round(statistics.median(raw_rates), 1)
+    raw.close()
 
     # The whole command path (idempotency check, load, decide, append, command record), for comparison.
     rates = []
