@@ -46,6 +46,7 @@ RULE_UNREADABLE = "unreadable"
 SNAPSHOT_INTERVAL_MAX = 1000
 LAG_MAX_MS = 10_000
 DEPOSIT_SCHEMAS = (1, 2)
+COMMAND_ID_MAX = 64  # StoredEvent.command_id / CommandRecord.command_id
 
 
 # --- commands ------------------------------------------------------------------------------------------
@@ -66,6 +67,9 @@ def send_command(
     if kind not in KINDS:
         raise ValueError(f"Unknown command {kind!r}: use deposit or withdraw.")
     command_id = command_id or uuid.uuid4().hex
+    if len(command_id) > COMMAND_ID_MAX or not command_id.isprintable():
+        # PostgreSQL would refuse it with a DataError (a 500); the view's form already keeps ids short and printable.
+        raise ValueError(f"A command id is at most {COMMAND_ID_MAX} printable characters.")
     parsed = decider.parse_amount(amount) if isinstance(amount, str) else decider.check_amount(amount)
     try:
         with transaction.atomic():

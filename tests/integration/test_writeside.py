@@ -304,3 +304,15 @@ def test_a_stored_event_means_the_same_domain_event_whatever_schema_it_is_read_a
     for row in persistence.read_stream(sandbox):
         for target in (None, 1, 2):
             assert persistence.domain_event(row, target) == Deposited(amount=Decimal("50.00"))
+
+
+@pytest.mark.parametrize("bad", ["x" * 65, "nul\x00id", "line\nbreak"])
+def test_a_command_id_the_store_cannot_hold_is_refused_before_anything_is_written(sandbox, bad):
+    with pytest.raises(ValueError, match="at most 64 printable"):
+        deposit(sandbox, "5", command_id=bad)
+    assert not StoredEvent.objects.filter(sandbox_id=sandbox.pk).exists()
+
+
+def test_an_unknown_command_kind_is_a_value_error(sandbox):
+    with pytest.raises(ValueError, match="deposit or withdraw"):
+        writeside.send_command(sandbox, "transfer", "5")
