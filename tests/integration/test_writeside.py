@@ -1,16 +1,19 @@
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from decimal import Decimal
 
 import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.test import override_settings
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from concepts import persistence, writeside
+from concepts import live, persistence, writeside
 from concepts.engine import decider
 from concepts.engine.messages import Deposited
 from concepts.engine.snapshots import fingerprint
@@ -316,3 +319,59 @@ def test_a_command_id_the_store_cannot_hold_is_refused_before_anything_is_writte
 def test_an_unknown_command_kind_is_a_value_error(sandbox):
     with pytest.raises(ValueError, match="deposit or withdraw"):
         writeside.send_command(sandbox, "transfer", "5")
+
+
+def receive(layer, channel, count, timeout):
+    """Up to `count` messages within `timeout` s, received in one event loop (a Redis channel is bound to one)."""
+
+    async def collect():
+        got = []
+        try:
+            while len(got) < count:
+                got.append(await asyncio.wait_for(layer.receive(channel), timeout))
+        except TimeoutError:
+            pass
+        return got
+
+    return async_to_sync(collect)()
+
+
+@pytest.fixture
+def subscribe(sandbox):
+    """A fresh listener on the sandbox's group, like an open lab page; call it, then call what it returns once."""
+    layer = get_channel_layer()
+
+    def listen():
+        channel = async_to_sync(layer.new_channel)()
+        async_to_sync(layer.group_add)(live.group_name(sandbox.pk), channel)
+        return lambda count=1, timeout=1.0: receive(layer, channel, count, timeout)
+
+    return listen
+
+
+def test_open_pages_hear_of_an_accepted_command_only_after_it_committed(
+    sandbox, subscribe, django_capture_on_commit_callbacks
+):
+    before, after = subscribe(), subscribe()
+    with django_capture_on_commit_callbacks() as callbacks:
+        deposit(sandbox, "5")
+        assert before(timeout=0.2) == []  # nothing is said before the commit
+    for callback in callbacks:
+        callback()
+    assert after() == [{"type": "lab.changed", "reason": "command", "write_version": 1}]
+
+
+def test_a_rejected_command_tells_nobody(sandbox, subscribe, django_capture_on_commit_callbacks):
+    page = subscribe()
+    with django_capture_on_commit_callbacks(execute=True):
+        writeside.send_command(sandbox, "withdraw", "5")
+    assert page(timeout=0.3) == []
+
+
+def test_each_setting_change_is_announced_after_commit(sandbox, subscribe, django_capture_on_commit_callbacks):
+    page = subscribe()
+    with django_capture_on_commit_callbacks(execute=True):
+        writeside.set_lag(sandbox, "1.5")
+        writeside.set_snapshot_interval(sandbox, 5)
+        writeside.set_deposit_schema(sandbox, 2)
+    assert [m["reason"] for m in page(count=3)] == ["settings"] * 3
