@@ -90,7 +90,7 @@ def _next_from_query(query_string: bytes) -> str:
 def _in_thread(func: Any) -> Any:
     # Read-only work off the one shared "thread-sensitive" thread, so pushes to many sockets (and the sync views
     # waiting for that thread) do not queue behind each other. channels' wrapper still closes stale connections.
-    return database_sync_to_async(func, thread_sensitive=False)
+    return database_sync_to_async(func, thread_sensitive=True)
 
 
 class LabConsumer(AsyncWebsocketConsumer):

@@ -9,9 +9,10 @@ import asyncio
 import re
 
 import pytest
-from asgiref.sync import sync_to_async
+from asgiref.sync import SyncToAsync, sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.db import connections
 from django.test import Client
 
 from concepts.live import apublish
@@ -24,6 +25,27 @@ ORIGIN = (b"origin", b"http://127.0.0.1")
 HX = {"HTTP_HX_REQUEST": "true"}
 
 
+@pytest.fixture(autouse=True)
+def _close_shared_thread_connection():
+    yield
+    # asgiref's one shared thread (the session middleware ran there) outlives the test and keeps its
+    # connection; PostgreSQL will not drop the test database while it is open.
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+
+
+def in_thread(func):
+    """Run test-side sync work in a worker thread and close that thread's connection afterwards: the test client
+    keeps it open, which PostgreSQL would count as a session still using the test database."""
+
+    def run(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        finally:
+            connections.close_all()
+
+    return sync_to_async(run)
+
+
 def _visit() -> tuple[Client, str]:
     client = Client()
     client.get("/lab/")
@@ -31,7 +53,11 @@ def _visit() -> tuple[Client, str]:
 
 
 async def learner() -> tuple[Client, str]:
-    return await sync_to_async(_visit)()
+    return await in_thread(_visit)()
+
+
+async def post(client: Client, path: str, data: dict[str, str]) -> None:
+    await in_thread(client.post)(path, data, **HX)
 
 
 def socket(session_key: str | None, origin: tuple[bytes, bytes] = ORIGIN, path: str = "/ws/lab/"):
@@ -57,7 +83,9 @@ async def until(communicator: WebsocketCommunicator, predicate, timeout: float =
 
 
 async def _sandbox_of(session_key: str) -> Sandbox:
-    return await Sandbox.objects.filter(session_key=session_key, retired_at__isnull=True).alatest("created_at")
+    return await in_thread(
+        lambda: Sandbox.objects.filter(session_key=session_key, retired_at__isnull=True).latest("created_at")
+    )()
 
 
 async def test_a_foreign_origin_is_refused():
@@ -81,7 +109,7 @@ async def test_a_socket_without_a_session_is_refused():
 
 async def test_on_connect_it_sends_the_sessions_own_lab_state():
     client, key = await learner()
-    await sync_to_async(client.post)("/lab/command/", {"kind": "deposit", "amount": "5"}, **HX)
+    await post(client, "/lab/command/", {"kind": "deposit", "amount": "5"})
     communicator = socket(key)
     connected, _ = await communicator.connect()
     assert connected
@@ -94,7 +122,7 @@ async def test_on_connect_it_sends_the_sessions_own_lab_state():
 async def test_a_client_cannot_pick_another_sandbox():
     alice, alice_key = await learner()
     _, bob_key = await learner()
-    await sync_to_async(alice.post)("/lab/command/", {"kind": "deposit", "amount": "5"}, **HX)
+    await post(alice, "/lab/command/", {"kind": "deposit", "amount": "5"})
     alice_sandbox = await _sandbox_of(alice_key)
     # Bob names Alice's sandbox in the URL: ignored, he still sees his own (empty) sandbox.
     communicator = socket(bob_key, path=f"/ws/lab/?sandbox={alice_sandbox.pk}")
@@ -122,7 +150,7 @@ async def test_a_command_is_pushed_to_another_tab_after_it_commits():
     other_tab = socket(key)
     await other_tab.connect()
     await other_tab.receive_from(timeout=5)
-    await sync_to_async(client.post)("/lab/command/", {"kind": "deposit", "amount": "7"}, **HX)
+    await post(client, "/lab/command/", {"kind": "deposit", "amount": "7"})
     pushed = await until(other_tab, lambda m: version(m, "write-version") == 1)
     assert "$7.00" in pushed
     await other_tab.disconnect()
@@ -134,7 +162,7 @@ async def test_a_burst_of_hints_is_coalesced_into_few_pushes_with_the_latest_sta
     await communicator.connect()
     await communicator.receive_from(timeout=5)
     sandbox = await _sandbox_of(key)
-    await sync_to_async(client.post)("/lab/command/", {"kind": "deposit", "amount": "3"}, **HX)
+    await post(client, "/lab/command/", {"kind": "deposit", "amount": "3"})
     loop = asyncio.get_running_loop()
     for _ in range(100):
         await apublish(sandbox.pk, "projected")
@@ -143,8 +171,10 @@ async def test_a_burst_of_hints_is_coalesced_into_few_pushes_with_the_latest_sta
     while not await communicator.receive_nothing(timeout=0.5):
         received.append(await communicator.receive_from())
         times.append(loop.time())
-    # The burst allowance plus the rate over the time the pushes took: never one push per hint.
-    assert 1 <= len(received) <= 3 + 20 * (times[-1] - times[0]) + 1, (len(received), times[-1] - times[0])
+    # The burst allowance plus the rate over the time the pushes took (with slack for render times that differ
+    # between the first and the last push): never one push per hint.
+    span = times[-1] - times[0]
+    assert 1 <= len(received) <= 3 + 20 * (span + 0.25) + 1, (len(received), span)
     assert version(received[-1], "write-version") == 1
     await communicator.disconnect()
 
@@ -174,15 +204,15 @@ async def test_a_steady_stream_of_hints_is_capped_near_twenty_pushes_a_second():
 
 async def test_a_reset_in_another_tab_moves_the_socket_to_the_new_sandbox():
     client, key = await learner()
-    await sync_to_async(client.post)("/lab/command/", {"kind": "deposit", "amount": "9"}, **HX)
+    await post(client, "/lab/command/", {"kind": "deposit", "amount": "9"})
     communicator = socket(key)
     await communicator.connect()
     first = await communicator.receive_from(timeout=5)
     assert version(first, "write-version") == 1
-    await sync_to_async(client.post)("/lab/reset/", {}, **HX)
+    await post(client, "/lab/reset/", {})
     moved = await until(communicator, lambda m: version(m, "write-version") == 0)
     assert 'id="lab"' in moved  # the whole panel, since everything about the page changed
-    await sync_to_async(client.post)("/lab/command/", {"kind": "deposit", "amount": "4"}, **HX)
+    await post(client, "/lab/command/", {"kind": "deposit", "amount": "4"})
     await until(communicator, lambda m: version(m, "write-version") == 1 and "$4.00" in m)
     await communicator.disconnect()
 
@@ -193,8 +223,7 @@ async def test_a_push_after_the_session_ended_closes_the_socket():
     await communicator.connect()
     await communicator.receive_from(timeout=5)
     sandbox = await _sandbox_of(key)
-    session = await sync_to_async(lambda: client.session)()
-    await sync_to_async(session.delete)()
+    await in_thread(lambda: client.session.delete())()
     await apublish(sandbox.pk, "projected")
     closed = await communicator.receive_output(timeout=5)
     assert closed == {"type": "websocket.close", "code": 4401}
