@@ -138,13 +138,10 @@ def _send_locked(
     }
     persistence.record_command(sandbox, command_id, kind, True, outcome)
     sandbox_id, version = sandbox.pk, new_state.version
-    transaction.on_commit(lambda: _after_append(sandbox_id, version))
+    # Hints only, each on its own (robust): the command is committed, so a failing wake-up must not make it a 500.
+    transaction.on_commit(lambda: projector.notify_appended(sandbox_id), robust=True)
+    transaction.on_commit(lambda: live.publish(sandbox_id, "command", write_version=version), robust=True)
     return _outcome(outcome, [_view(r) for r in recorded])
-
-
-def _after_append(sandbox_id: uuid.UUID, version: int) -> None:
-    projector.notify_appended(sandbox_id)
-    live.publish(sandbox_id, "command", write_version=version)
 
 
 def _describe(event: Deposited | Withdrew) -> str:
@@ -270,7 +267,7 @@ def take_snapshot(sandbox: Sandbox) -> SnapshotView:
         persistence.save_snapshot(sandbox, loaded.state, "manual")
         persistence.record_load(sandbox, loaded)
         sandbox_id = sandbox.pk
-        transaction.on_commit(lambda: live.publish(sandbox_id, "snapshot"))
+        transaction.on_commit(lambda: live.publish(sandbox_id, "snapshot"), robust=True)
     snap = Snapshot.objects.get(stream_id=sandbox.stream_id, version=loaded.state.version)
     return _snapshot_view(snap, fingerprint())
 
@@ -427,6 +424,6 @@ def _update_settings(sandbox: Sandbox, **fields: Any) -> None:
     with transaction.atomic():
         Sandbox.objects.filter(pk=sandbox.pk).update(**fields)
         sandbox_id = sandbox.pk
-        transaction.on_commit(lambda: live.publish(sandbox_id, "settings"))
+        transaction.on_commit(lambda: live.publish(sandbox_id, "settings"), robust=True)
     for name, value in fields.items():
         setattr(sandbox, name, value)
