@@ -13,7 +13,6 @@ import asyncio
 import logging
 from importlib import import_module
 from typing import Any
-from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -31,7 +30,6 @@ PUSH_BURST = 3.0
 CLOSE_POLICY = 1008  # a client frame: this socket is server-to-client only
 CLOSE_NO_SESSION = 4401  # the session ended (logout, expiry) while the socket was open
 CLOSE_NO_SANDBOX = 4403
-MAX_NEXT_LENGTH = 300
 
 
 def _session_store(session_key: str | None) -> Any:
@@ -68,23 +66,15 @@ def current_sandbox_id(session_key: str | None) -> Any:
     return sandbox.pk if sandbox is not None else None
 
 
-def render_push(sandbox_id: Any, next_url: str, *, with_panel: bool) -> str:
+def render_push(sandbox_id: Any, *, with_panel: bool) -> str:
     from concepts.lab_views import LIVE_PARTS, build_panel, render_parts
     from concepts.models import Sandbox
 
     sandbox = Sandbox.objects.get(pk=sandbox_id)
-    panel = build_panel(None, sandbox, next_url=next_url)
+    # Pushes reach only pages running JavaScript, at their own URL: an empty `next` makes every link and form
+    # action in the partials relative to that page (the socket is never told which page it serves).
+    panel = build_panel(None, sandbox, next_url="")
     return render_parts(panel, ("lab-panel",) if with_panel else LIVE_PARTS)
-
-
-def _next_from_query(query_string: bytes) -> str:
-    """The page path, only for links inside pushed partials; anything but a plain local path is ignored."""
-    values = parse_qs(query_string.decode("latin-1")).get("next", [])
-    candidate = values[0] if values else ""
-    if candidate.startswith("/") and not candidate.startswith("//") and len(candidate) <= MAX_NEXT_LENGTH:
-        if all(c.isprintable() and c not in "\\<>\"'" for c in candidate):
-            return candidate
-    return "/lab/"
 
 
 def _in_thread(func: Any) -> Any:
@@ -104,7 +94,6 @@ class LabConsumer(AsyncWebsocketConsumer):
         self._refilled_at = 0.0
         session = self.scope.get("session")
         self.session_key = getattr(session, "session_key", None)
-        self.next_url = _next_from_query(self.scope.get("query_string", b""))
         self.sandbox_id = await database_sync_to_async(current_sandbox_id)(self.session_key)
         if self.sandbox_id is None:
             await self.close(code=CLOSE_NO_SANDBOX)
@@ -162,7 +151,7 @@ class LabConsumer(AsyncWebsocketConsumer):
                 self.sandbox_id, self.group = sandbox_id, group_name(sandbox_id)
                 await self.channel_layer.group_add(self.group, self.channel_name)
             try:
-                html = await _in_thread(render_push)(sandbox_id, self.next_url, with_panel=moved)
+                html = await _in_thread(render_push)(sandbox_id, with_panel=moved)
             except Exception:
                 log.exception("rendering a push for sandbox %s failed", sandbox_id)
                 return

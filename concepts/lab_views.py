@@ -18,7 +18,6 @@ import uuid
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
-from urllib.parse import urlencode
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
@@ -75,11 +74,6 @@ class Panel:
     errors: dict[str, str] = field(default_factory=dict)
     amount: str = ""
     ws_path: str = WS_PATH
-
-    @property
-    def ws_url(self) -> str:
-        # The page path rides along only so links inside pushed partials point back at this page.
-        return f"{self.ws_path}?{urlencode({'next': self.next})}"
     presets: tuple[str, ...] = forms.AMOUNT_PRESETS
     speeds: tuple[str, ...] = ("0.25", "0.5", "1", "2", "4")
 
@@ -235,7 +229,7 @@ def build_panel(
     panel = Panel(
         state=state,
         log=_event_page(state.sandbox, log_page, log_type),
-        next=next_url or (_default_next(request) if request is not None else reverse("concepts:lab-page")),
+        next=next_url if next_url is not None else _default_next(request),
         tt_version=tt,
         replay_version=rp,
     )
@@ -244,7 +238,9 @@ def build_panel(
     return panel
 
 
-def _default_next(request: HttpRequest) -> str:
+def _default_next(request: HttpRequest | None) -> str:
+    if request is None:
+        return reverse("concepts:lab-page")
     # A lab endpoint is never a page to come back to; the standalone lab page is.
     if request.resolver_match and (request.resolver_match.url_name or "").startswith("lab-"):
         return reverse("concepts:lab-page")

@@ -13,7 +13,7 @@ from concepts.models import Sandbox, StoredEvent
 CONCEPT = "/concepts/cqrs-event-sourcing/"
 HX = {"HTTP_HX_REQUEST": "true"}
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.backend]
 
 
 class _TextOf(HTMLParser):
@@ -71,7 +71,7 @@ def test_the_concept_page_renders_the_lab_with_every_test_id(learner):
     ):  # fmt: skip
         assert f'data-testid="{testid}"' in html, testid
     assert re.search(r'<form[^>]+action="/lab/command/"', html)
-    assert 'hx-ext="ws"' in html and 'ws-connect="/ws/lab/' in html
+    assert 'hx-ext="ws"' in html and 'ws-connect="/ws/lab/"' in html
     assert re.search(r'<input type="range"[^>]+data-testid="lag"', html)
     assert re.search(r'<input type="range"[^>]+data-testid="time-travel"', html)
 
