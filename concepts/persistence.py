@@ -22,7 +22,6 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 from django.utils import timezone
 
-from concepts.engine import decider
 from concepts.engine.messages import AccountState, Event
 from concepts.engine.replay import Loaded, StoredSnapshot, load, usable_snapshot
 from concepts.engine.snapshots import UnusableSnapshot, fingerprint, state_from_dict, state_to_dict
@@ -490,7 +489,3 @@ def record_command(
                 now,
             ],
         )
-
-
-def initial() -> AccountState:
-    return decider.initial_state()
