@@ -350,6 +350,8 @@ def rebuild_now(sandbox: Sandbox, batch: int = 5000, on_progress: Any = None) ->
         progress = _rebuild_progress(sandbox.pk)
         if on_progress is not None:
             on_progress(progress)
+        if not progress.running and not swapped:
+            return progress  # a running projector took the last step and swapped it in
         if swapped:
             live.publish(sandbox.pk, "rebuild", done=progress.done, total=progress.total, running=False)
             live.publish(sandbox.pk, "projected", read_version=outcome.version, position=outcome.position)

@@ -43,18 +43,30 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def start_worker(batch: int = 7, hold_ms: int = 15) -> subprocess.Popen:
+def start_worker(stderr, batch: int = 7, hold_ms: int = 15) -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "run_projector", f"--batch={batch}", f"--hold-ms={hold_ms}", "--poll=0.2"],
         cwd=ROOT,
         env=child_env(),
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
         text=True,
     )
     line = proc.stdout.readline()
     assert "projector running" in line, f"the worker did not start: {line!r}"
     return proc
+
+
+def total_applied(sandboxes) -> int:
+    return sum(checkpoint_version(s) for s in sandboxes)
+
+
+def wait_for_progress(sandboxes, since: int, log: Path) -> None:
+    """Kill only once the worker is really applying, or most kills would land in its start-up."""
+    deadline = time.monotonic() + 10
+    while total_applied(sandboxes) == since:
+        assert time.monotonic() < deadline, f"the worker applied nothing in 10 s:\n{log.read_text()[-3000:]}"
+        time.sleep(0.005)
 
 
 def stop_worker(proc: subprocess.Popen, sig: int) -> int:
@@ -95,16 +107,19 @@ def assert_equals_rebuild_from_scratch(sandbox) -> int:
 
 
 @pytest.mark.slow
-def test_a_projector_killed_at_random_points_resumes_exactly_once_from_its_checkpoint():
+def test_a_projector_killed_at_random_points_resumes_exactly_once_from_its_checkpoint(tmp_path):
     rng = random.Random(int(os.environ.get("CRASH_SEED", "20261127")))
     sandboxes = [new_sandbox(), new_sandbox()]
     for i in range(300):
         for sandbox in sandboxes:
             append(sandbox, "Deposited" if i % 4 else "Withdrew", f"{(i % 9) + 1}.00" if i % 4 else "0.50")
-    progress_seen = []
+    progress_seen = [0]
+    log = tmp_path / "worker.log"
+    stderr = log.open("w")
     for kill in range(KILLS):
-        worker = start_worker()
-        time.sleep(rng.uniform(0.02, 0.25))
+        worker = start_worker(stderr)
+        wait_for_progress(sandboxes, progress_seen[-1], log)
+        time.sleep(rng.uniform(0, 0.15))
         stop_worker(worker, signal.SIGKILL)
         connection.close()  # read what the killed process committed, nothing cached
         progress_seen.append(sum(assert_equals_rebuild_from_scratch(s) for s in sandboxes))
@@ -114,7 +129,7 @@ def test_a_projector_killed_at_random_points_resumes_exactly_once_from_its_check
     assert progress_seen[-1] > progress_seen[0], "the kills never let the projector make progress"
 
     # Let a final worker finish, then a real blue/green rebuild must agree with what survived 20 crashes.
-    worker = start_worker(batch=500, hold_ms=0)
+    worker = start_worker(stderr, batch=500, hold_ms=0)
     try:
         heads = [readside.write_version(s) for s in sandboxes]
         deadline = time.monotonic() + 60
@@ -123,6 +138,7 @@ def test_a_projector_killed_at_random_points_resumes_exactly_once_from_its_check
             time.sleep(0.05)
     finally:
         assert stop_worker(worker, signal.SIGTERM) == 0  # SIGTERM exits cleanly
+        stderr.close()
     for sandbox in sandboxes:
         before = readside.read_side(sandbox)
         assert_equals_rebuild_from_scratch(sandbox)
