@@ -194,3 +194,18 @@ def test_a_rebuild_chases_a_live_model_that_keeps_moving():
     assert readside.query(sandbox).read_version == 35
     state, _ = expected_fold(sandbox)
     assert readside.query(sandbox).balance == state.amount
+
+
+async def test_a_command_through_the_write_side_wakes_the_projector_and_read_your_writes_sees_it(running):
+    from concepts import writeside
+
+    sandbox = await sync_to_async(new_sandbox)(lag_ms=200)
+    running(fallback_poll_s=60.0)  # only the append path's wake-up can bring the event in time
+    await asyncio.sleep(0.1)  # past the start-up scan
+    outcome = await sync_to_async(writeside.send_command)(sandbox, "deposit", "50")
+    assert outcome.accepted
+    answer = await readside.aquery(sandbox, outcome.write_version, timeout_s=5)
+    assert (answer.balance, answer.read_version, answer.stale) == (Decimal("50.00"), outcome.write_version, False)
+    assert answer.waited_ms < 5000
+    history = (await sync_to_async(readside.read_side)(sandbox)).history
+    assert [(h.position, h.kind, h.amount) for h in history] == [(outcome.last_position, "deposit", Decimal("50.00"))]
