@@ -54,7 +54,7 @@ LARGEST_DEPOSIT = "largest_deposit"
 RETRO_GENERATION = 1  # the retroactive model is never rebuilt blue/green; it always builds into generation 1
 
 BATCH = 500  # events per sandbox per turn: big enough to catch up fast, small enough to stay fair
-REBUILD_BATCH = 5000
+REBUILD_BATCH = 2000  # a rebuild turn holds the projector thread ~30 ms: others stay within their lag budget
 FALLBACK_POLL_S = 5.0  # only for wake-ups that got lost (another process without Redis, a missed notify)
 PUSH_TIMEOUT_S = 1.0  # a hung channel layer must not stall projection (reliability P6)
 MAX_BACKOFF_S = 10.0
