@@ -146,3 +146,26 @@ def test_a_projector_killed_at_random_points_resumes_exactly_once_from_its_check
         after = readside.read_side(sandbox)
         assert (after.balance, after.version, after.history) == (before.balance, before.version, before.history)
     assert projector.pending_sandboxes() == []
+
+
+@pytest.mark.slow
+def test_two_projector_workers_at_once_never_apply_an_event_twice(tmp_path):
+    """Reliability P3: scaled out, workers share sandboxes (advisory lock on PostgreSQL, the checkpoint CAS on
+    both), so every event lands once whichever worker applied it."""
+    sandboxes = [new_sandbox() for _ in range(4)]
+    for i in range(150):
+        for sandbox in sandboxes:
+            append(sandbox, "Deposited", f"{(i % 7) + 1}.00")
+    log = tmp_path / "workers.log"
+    with log.open("w") as stderr:
+        workers = [start_worker(stderr, batch=5, hold_ms=2) for _ in range(2)]
+        try:
+            deadline = time.monotonic() + 60
+            while total_applied(sandboxes) < 150 * len(sandboxes):
+                assert time.monotonic() < deadline, f"the workers did not catch up:\n{log.read_text()[-3000:]}"
+                time.sleep(0.05)
+        finally:
+            codes = [stop_worker(w, signal.SIGTERM) for w in workers]
+    assert codes == [0, 0]
+    for sandbox in sandboxes:
+        assert assert_equals_rebuild_from_scratch(sandbox) == 150
