@@ -169,3 +169,34 @@ def test_two_projector_workers_at_once_never_apply_an_event_twice(tmp_path):
     assert codes == [0, 0]
     for sandbox in sandboxes:
         assert assert_equals_rebuild_from_scratch(sandbox) == 150
+
+
+def test_an_append_in_another_process_wakes_a_worker_through_the_channel_layer(tmp_path, settings):
+    """Scaled out: the web process's notify_appended reaches worker processes over Redis, so a worker whose
+    fallback scan is a minute away still applies the event at once."""
+    if not settings.REDIS_URL:
+        pytest.skip("needs a cross-process channel layer (REDIS_URL); `make test-postgres` runs it")
+    from concepts.projector import notify_appended
+
+    sandbox = new_sandbox()
+    log = tmp_path / "worker.log"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "run_projector", "--poll=60"],
+            cwd=ROOT,
+            env=child_env() | {"REDIS_URL": settings.REDIS_URL},
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+        try:
+            assert "projector running" in proc.stdout.readline()
+            time.sleep(1.0)  # past its start-up scan and subscribed to the wake-up group
+            append(sandbox)
+            notify_appended(sandbox.pk)
+            deadline = time.monotonic() + 10
+            while checkpoint_version(sandbox) < 1:
+                assert time.monotonic() < deadline, f"no wake-up reached the worker:\n{log.read_text()[-3000:]}"
+                time.sleep(0.02)
+        finally:
+            assert stop_worker(proc, signal.SIGTERM) == 0
