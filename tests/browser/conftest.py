@@ -10,13 +10,13 @@ import os
 # Playwright's sync API leaves an event loop running in the main thread; Django would refuse ORM calls.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
-from functools import partial  # noqa: E402
-from pathlib import Path  # noqa: E402
+from functools import partial
+from pathlib import Path
 
-import pytest  # noqa: E402
-from channels.testing.live import make_application, set_database_connection  # noqa: E402
-from daphne.testing import DaphneProcess  # noqa: E402
-from django.db import connections  # noqa: E402
+import pytest
+from channels.testing.live import make_application, set_database_connection
+from daphne.testing import DaphneProcess
+from django.db import connections
 
 CHROMIUM = "/usr/bin/chromium"
 AXE_JS = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
@@ -31,6 +31,17 @@ def _setup_server_process() -> None:
     # The fork inherits pytest's "warnings are errors". In the server that turns Django's warning about
     # WhiteNoise's synchronous file iterator into an exception mid-response, and every static file hangs.
     warnings.resetwarnings()
+    # A fork keeps no threads: if an earlier test in this session used asgiref's shared sync thread (any
+    # sync_to_async or database_sync_to_async call), the copied executor points at a dead worker and every
+    # thread-sensitive call in the server (session loading for WebSockets, for one) would wait forever.
+    # Channel layers hold asyncio objects from the parent's loops: start from fresh ones too.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from asgiref.sync import SyncToAsync
+    from channels.layers import channel_layers
+
+    SyncToAsync.single_thread_executor = ThreadPoolExecutor(max_workers=1)
+    channel_layers.backends.clear()
     set_database_connection()
     settings.EMBEDDED_PROJECTOR = True
 
