@@ -96,7 +96,12 @@ def axe(page):
     return run
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/browser/" in str(item.fspath):
             item.add_marker(pytest.mark.browser)
+    # Browser tests last: Playwright's sync API keeps an event loop running in the main thread for the rest of
+    # the session, and every async test after it fails with "Cannot run the event loop while another loop is
+    # running". A stable sort keeps the random order within each group.
+    items.sort(key=lambda item: "tests/browser/" in str(item.fspath))
