@@ -360,3 +360,43 @@ def test_the_phone_layout_has_no_axe_violations(page: Page, live_url, axe):
     deposit_and_wait(page, "10", 1)
     page.get_by_role("tab", name="Log").click()
     assert axe() == []
+
+
+def test_measure_how_soon_the_read_model_shows_a_command_at_lag_zero(page: Page, live_url):
+    """Prints, never asserts, the time from clicking Deposit to the read version showing that command's version."""
+    open_lab(page, live_url)
+    set_lag(page, "0")
+    deposit_and_wait(page, "1", 1)  # warm up
+    expect(page.get_by_test_id("read-version")).to_have_text("1", timeout=SLOW)
+    samples = []
+    for n in range(2, 12):
+        elapsed = page.evaluate(
+            """(target) => new Promise((resolve) => {
+                const read = () => document.querySelector('[data-testid=read-version]');
+                const write = () => document.querySelector('[data-testid=write-version]');
+                const t0 = performance.now();
+                let accepted = null;
+                const check = () => {
+                  if (accepted === null && write() && write().textContent === String(target)) {
+                    accepted = performance.now() - t0;
+                  }
+                  if (read() && read().textContent === String(target)) {
+                    observer.disconnect();
+                    resolve({accepted, visible: performance.now() - t0});
+                  }
+                };
+                const observer = new MutationObserver(check);
+                observer.observe(document.getElementById('lab'), {subtree: true, childList: true, characterData: true});
+                document.querySelector('[data-testid=deposit]').click();
+            })""",
+            n,
+        )
+        samples.append(elapsed)
+    visible = sorted(s["visible"] for s in samples)
+    accepted = sorted(s["accepted"] or 0 for s in samples)
+    print(
+        f"\nlag-0 visible latency over {len(visible)} deposits: click→read version shown "
+        f"median {visible[len(visible) // 2]:.1f} ms, max {visible[-1]:.1f} ms; "
+        f"click→write version shown median {accepted[len(accepted) // 2]:.1f} ms"
+    )
+    assert len(samples) == 10
