@@ -49,7 +49,7 @@ def deposit_and_wait(page: Page, amount: str, version: int) -> None:
 
 def test_with_a_lag_the_read_model_visibly_trails_then_catches_up(page: Page, live_url):
     open_lab(page, live_url)
-    set_lag(page, "3")
+    set_lag(page, "5")
     command(page, "deposit", "50")
     expect(page.get_by_test_id("command-result")).to_contain_text("Deposited")
     expect(page.get_by_test_id("write-version")).to_have_text("1")
@@ -70,7 +70,7 @@ def test_with_a_lag_the_read_model_visibly_trails_then_catches_up(page: Page, li
 
 def test_a_query_during_the_lag_is_stale_and_after_it_is_not(page: Page, live_url):
     open_lab(page, live_url)
-    set_lag(page, "4")
+    set_lag(page, "6")
     deposit_and_wait(page, "20", 1)
     page.get_by_test_id("query").click()
     result = page.get_by_test_id("query-result")
@@ -230,7 +230,13 @@ def test_a_crashed_projector_restarts_from_its_checkpoint_and_pause_holds_the_re
     page.get_by_role("button", name="Crash the projector").click()
     expect(page.locator("#lab-projection")).to_contain_text("crashed", timeout=SLOW)
     deposit_and_wait(page, "5", 2)
-    expect(page.get_by_test_id("read-version")).to_have_text("1")
+    # While it is down the read model holds still (read both at once: a slow machine may already be past it).
+    seen = page.evaluate(
+        "() => [document.querySelector('#lab-projection').textContent.includes('crashed'),"
+        " document.querySelector('[data-testid=read-version]').textContent]"
+    )
+    if seen[0]:
+        assert seen[1] == "1"
     expect(page.locator("#lab-projection")).to_contain_text("running", timeout=SLOW)
     expect(page.get_by_test_id("read-version")).to_have_text("2", timeout=SLOW)
     expect(page.get_by_test_id("read-balance")).to_have_text("$15.00")
@@ -303,7 +309,7 @@ def test_without_a_websocket_the_page_polls_and_says_so(page: Page, live_url):
 
 def test_the_lab_has_no_axe_violations_light_and_dark(page: Page, live_url, axe):
     open_lab(page, live_url)
-    set_lag(page, "5")
+    set_lag(page, "10")
     deposit_and_wait(page, "10", 1)
     command(page, "withdraw", "999")
     expect(page.get_by_test_id("command-result")).to_contain_text("Rejected")
