@@ -44,6 +44,8 @@ def command(page: Page, kind: str, amount: str) -> None:
 
 def deposit_and_wait(page: Page, amount: str, version: int) -> None:
     command(page, "deposit", amount)
+    # The tab's own answer, not only the push (which can come first): the form drops clicks while it waits.
+    expect(page.get_by_test_id("command-result")).to_contain_text(f"→ v={version}", timeout=SLOW)
     expect(page.get_by_test_id("write-version")).to_have_text(str(version), timeout=SLOW)
 
 
@@ -376,23 +378,31 @@ def test_measure_how_soon_the_read_model_shows_a_command_at_lag_zero(page: Page,
     expect(page.get_by_test_id("read-version")).to_have_text("1", timeout=SLOW)
     samples = []
     for n in range(2, 12):
+        # Resolves once the read version shows the command's version AND the command's own request finished:
+        # the form drops a click while its previous request is still in flight (double-click guard).
         elapsed = page.evaluate(
-            """(target) => new Promise((resolve) => {
+            """(target) => new Promise((resolve, reject) => {
                 const read = () => document.querySelector('[data-testid=read-version]');
                 const write = () => document.querySelector('[data-testid=write-version]');
                 const t0 = performance.now();
-                let accepted = null;
+                let accepted = null, visible = null, answered = false;
+                const done = () => {
+                  if (visible !== null && answered) { observer.disconnect(); resolve({accepted, visible}); }
+                };
                 const check = () => {
                   if (accepted === null && write() && write().textContent === String(target)) {
                     accepted = performance.now() - t0;
                   }
-                  if (read() && read().textContent === String(target)) {
-                    observer.disconnect();
-                    resolve({accepted, visible: performance.now() - t0});
+                  if (visible === null && read() && read().textContent === String(target)) {
+                    visible = performance.now() - t0;
                   }
+                  done();
                 };
                 const observer = new MutationObserver(check);
                 observer.observe(document.getElementById('lab'), {subtree: true, childList: true, characterData: true});
+                const form = document.getElementById('lab-command-form');
+                form.addEventListener('htmx:afterRequest', () => { answered = true; check(); }, {once: true});
+                setTimeout(() => reject(new Error('read version never reached ' + target)), 15000);
                 document.querySelector('[data-testid=deposit]').click();
             })""",
             n,
