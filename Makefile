@@ -63,4 +63,4 @@ screenshot: $(VENV)/.dev-installed /usr/bin/chromium
 	$(PY) docs/make_screenshot.py
 
 clean:
-	rm -rf $(VENV) node_modules staticfiles .test_db.sqlite3*
+	rm -rf $(VENV) node_modules staticfiles .test_db*.sqlite3*

@@ -218,4 +218,3 @@ def lab_state(sandbox: Sandbox) -> LabState:
         stamp=stamp,
         server_now=timezone.now(),
     )
-

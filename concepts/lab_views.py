@@ -332,9 +332,7 @@ def _result(outcome: Any) -> dict[str, Any]:
         "rule": outcome.rule,
         "replayed": outcome.replayed,
         "write_version": outcome.write_version,
-        "events": [
-            {"position": e.position, "version": e.version, "event_type": e.event_type} for e in outcome.events
-        ],
+        "events": [{"position": e.position, "version": e.version, "event_type": e.event_type} for e in outcome.events],
     }
 
 
@@ -556,9 +554,7 @@ def time_travel(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def replay(request: HttpRequest) -> HttpResponse:
-    return _bad_get(request, forms.VersionForm({"version": request.GET.get("replay")})) or _read(
-        request, "lab-replay"
-    )
+    return _bad_get(request, forms.VersionForm({"version": request.GET.get("replay")})) or _read(request, "lab-replay")
 
 
 @require_GET
@@ -592,9 +588,7 @@ async def query(request: HttpRequest) -> HttpResponse:
         answer = await sync_to_async(readside.query)(sandbox)
 
     def respond() -> HttpResponse:
-        panel = build_panel(
-            request, sandbox, next_url=_next(request), query=answer, query_waited_for=waited_for
-        )
+        panel = build_panel(request, sandbox, next_url=_next(request), query=answer, query_waited_for=waited_for)
         if request.htmx:
             return HttpResponse(render_parts(panel, LIVE_PARTS, main="lab-query-result", request=request))
         return _page(request, panel)

@@ -86,11 +86,17 @@ class CommandRecord(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["sandbox", "command_id"], name="command_once_per_sandbox")]
 
+    def __str__(self) -> str:
+        return f"command {self.command_id} ({'accepted' if self.accepted else 'rejected'})"
+
 
 class PurgePermit(models.Model):
     """Present only inside the transaction that purges a whole sandbox; the delete trigger checks it."""
 
     sandbox_id = models.UUIDField(primary_key=True)
+
+    def __str__(self) -> str:
+        return f"purge permit for sandbox {self.sandbox_id}"
 
 
 class Snapshot(models.Model):
@@ -107,6 +113,9 @@ class Snapshot(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["stream_id", "version"], name="snapshot_stream_version_unique")]
 
+    def __str__(self) -> str:
+        return f"snapshot {self.stream_id}@{self.version}"
+
 
 class LoadReport(models.Model):
     """What the last write-model load of a sandbox did (snapshot used, events replayed)."""
@@ -116,6 +125,9 @@ class LoadReport(models.Model):
     events_replayed = models.PositiveIntegerField(default=0)
     events_without_snapshot = models.PositiveIntegerField(default=0)
     loaded_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"load of sandbox {self.sandbox_id}: snapshot v{self.snapshot_version} + {self.events_replayed} events"
 
 
 # --- Read side ------------------------------------------------------------------------------------
@@ -136,6 +148,9 @@ class Checkpoint(models.Model):
             models.UniqueConstraint(fields=["sandbox", "projection", "generation"], name="checkpoint_unique")
         ]
 
+    def __str__(self) -> str:
+        return f"{self.projection} g{self.generation} at #{self.position} (v{self.version})"
+
 
 class BalanceView(models.Model):
     sandbox = models.ForeignKey(Sandbox, on_delete=models.CASCADE, related_name="+")
@@ -145,6 +160,9 @@ class BalanceView(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["sandbox", "generation"], name="balance_view_unique")]
+
+    def __str__(self) -> str:
+        return f"balance g{self.generation} {self.amount} at v{self.version}"
 
 
 class HistoryLine(models.Model):
@@ -166,6 +184,9 @@ class HistoryLine(models.Model):
         ]
         ordering = ["position"]
 
+    def __str__(self) -> str:
+        return f"#{self.position} {self.kind} {self.amount}"
+
 
 class LargestDepositView(models.Model):
     """The retroactive read model: built from position 0 whenever a learner enables it."""
@@ -180,6 +201,9 @@ class LargestDepositView(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["sandbox", "generation"], name="largest_deposit_unique")]
 
+    def __str__(self) -> str:
+        return f"largest deposit g{self.generation} {self.amount} at v{self.version}"
+
 
 class DeadLetter(models.Model):
     """An event a projection could not apply; it stalls that sandbox's projection until dealt with."""
@@ -192,6 +216,7 @@ class DeadLetter(models.Model):
     resolved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["sandbox", "projection", "position"], name="dead_letter_unique")
-        ]
+        constraints = [models.UniqueConstraint(fields=["sandbox", "projection", "position"], name="dead_letter_unique")]
+
+    def __str__(self) -> str:
+        return f"dead letter {self.projection} #{self.position}"

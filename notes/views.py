@@ -71,9 +71,7 @@ def _save(owner: Any, slug: str, body: str) -> Note | None:
     for _ in range(2):
         try:
             with transaction.atomic():
-                note, _created = Note.objects.update_or_create(
-                    owner=owner, concept_slug=slug, defaults={"body": body}
-                )
+                note, _created = Note.objects.update_or_create(owner=owner, concept_slug=slug, defaults={"body": body})
                 return note
         except IntegrityError:
             continue
@@ -135,8 +133,7 @@ def mine(request: HttpRequest) -> HttpResponse:
     if query:
         notes = notes.filter(Q(body__icontains=query) | Q(concept_slug__in=slugs_titled_like(query)))
     rows = [
-        {"note": note, "title": concept_title(note.concept_slug), "excerpt": plain_excerpt(note.body)}
-        for note in notes
+        {"note": note, "title": concept_title(note.concept_slug), "excerpt": plain_excerpt(note.body)} for note in notes
     ]
     return render(
         request,

@@ -65,9 +65,7 @@ def browser_type_launch_args(browser_type_launch_args):
 @pytest.fixture(scope="session")
 def live_url(django_db_setup, django_db_blocker):
     connections.close_all()
-    process = DaphneProcess(
-        "127.0.0.1", partial(make_application, static_wrapper=None), setup=_setup_server_process
-    )
+    process = DaphneProcess("127.0.0.1", partial(make_application, static_wrapper=None), setup=_setup_server_process)
     with django_db_blocker.unblock():
         process.start()
     if not process.ready.wait(20):

@@ -40,7 +40,7 @@ def test_a_learner_signs_up_types_sees_saved_reloads_and_finds_the_note_and_anot
     expect(editor).to_have_attribute("data-testid", "note-editor")
     editor.press_sequentially("## My summary\n\nCommands **decide**, events *evolve*.", delay=5)
     # A note that tries to run code must render as harmless text, and no dialog may ever open.
-    editor.press_sequentially('\n\n<img src=x onerror=alert(1)> [click](javascript:alert(2))', delay=2)
+    editor.press_sequentially("\n\n<img src=x onerror=alert(1)> [click](javascript:alert(2))", delay=2)
     status = page.get_by_test_id("note-status")
     expect(status).to_contain_text(re.compile(r"Saved at \d\d:\d\d"))
     preview = page.get_by_test_id("note-preview")

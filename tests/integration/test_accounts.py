@@ -14,9 +14,7 @@ GENERIC_LOGIN_ERROR = "Please enter a correct username and password"
 
 
 def sign_in(client: Client, username: str, password: str, ip: str = "10.0.0.1", **extra):
-    return client.post(
-        reverse("accounts:login"), {"username": username, "password": password, **extra}, REMOTE_ADDR=ip
-    )
+    return client.post(reverse("accounts:login"), {"username": username, "password": password, **extra}, REMOTE_ADDR=ip)
 
 
 def test_sign_up_asks_for_username_and_password_with_djangos_labels_and_email_is_optional(client):
