@@ -424,6 +424,10 @@ def _update_settings(sandbox: Sandbox, **fields: Any) -> None:
     with transaction.atomic():
         Sandbox.objects.filter(pk=sandbox.pk).update(**fields)
         sandbox_id = sandbox.pk
+        if "lag_ms" in fields:
+            # A shorter lag makes waiting events due now; without a wake-up the projector would sleep on until
+            # the deadline it computed under the old lag.
+            transaction.on_commit(lambda: projector.notify_appended(sandbox_id), robust=True)
         transaction.on_commit(lambda: live.publish(sandbox_id, "settings"), robust=True)
     for name, value in fields.items():
         setattr(sandbox, name, value)

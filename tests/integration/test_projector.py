@@ -10,7 +10,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
-from concepts import live, projector, readside
+from concepts import live, projector, readside, writeside
 from concepts.models import DeadLetter, HistoryLine, Sandbox
 from concepts.projector import Projector, notify_appended, start_embedded_projector, stop_embedded_projector
 from tests.integration.lab_events import append, close_sync_to_async_connections, eventually, new_sandbox
@@ -93,9 +93,8 @@ async def test_a_shorter_lag_takes_effect_at_once(running):
     await sync_to_async(append)(sandbox)
     notify_appended(sandbox.pk)
     await asyncio.sleep(0.3)
-    await sync_to_async(Sandbox.objects.filter(pk=sandbox.pk).update)(lag_ms=0)
-    notify_appended(sandbox.pk)  # what the lag control does after its commit
-    await eventually(lambda: read_version(sandbox) == 1, timeout=3)
+    await sync_to_async(writeside.set_lag)(sandbox, "0")  # the lab's control; its commit wakes the projector
+    await eventually(lambda: read_version(sandbox) == 1, timeout=3)  # the fallback scan is 30 s away
 
 
 async def test_a_paused_projection_holds_still_and_resumes_from_its_checkpoint(running):
