@@ -55,14 +55,13 @@ def current_sandbox_id(session_key: str | None) -> Any:
     store = _session_store(session_key)
     if store is None:
         return None
+    user = None
     user_id = store.get(SESSION_KEY)
     if user_id is not None:
         user = get_user_model()._default_manager.filter(pk=user_id, is_active=True).first()
         if user is None:
             return None
-        sandbox = sandboxes._current_for_user(user, store.get(sandboxes.SESSION_SANDBOX))
-    else:
-        sandbox = sandboxes._current_for_session(store)
+    sandbox = sandboxes.current_sandbox(store, user)
     return sandbox.pk if sandbox is not None else None
 
 

@@ -38,17 +38,21 @@ def sandbox_for_request(request: HttpRequest) -> Sandbox:
     session = request.session
     user = getattr(request, "user", None)
     signed_in = user is not None and user.is_authenticated
-    sandbox: Sandbox | None = None
-    if signed_in:
-        sandbox = _current_for_user(user, session.get(SESSION_SANDBOX))
-    else:
-        sandbox = _current_for_session(session)
+    sandbox = current_sandbox(session, user if signed_in else None)
     if sandbox is None:
         sandbox = _create(request, user if signed_in else None)
     elif session.get(SESSION_SANDBOX) != str(sandbox.pk):
         session[SESSION_SANDBOX] = str(sandbox.pk)
     _touch(sandbox)
     return sandbox
+
+
+def current_sandbox(session: Any, user: Any | None) -> Sandbox | None:
+    """The sandbox a session (and its signed-in user, if any) works in now, or None. Never creates one, so a
+    WebSocket or any other reader can ask without growing the database."""
+    if user is not None:
+        return _current_for_user(user, session.get(SESSION_SANDBOX))
+    return _current_for_session(session)
 
 
 def reset_sandbox(request: HttpRequest) -> Sandbox:
