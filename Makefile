@@ -39,7 +39,7 @@ run: $(VENV)/.installed
 test: $(VENV)/.dev-installed /usr/bin/chromium node_modules/.installed
 	$(VENV)/bin/ruff check .
 	$(PY) manage.py check
-	$(VENV)/bin/pytest -p no:cacheprovider
+	$(VENV)/bin/pytest -p no:cacheprovider -m "not redis"
 	$(MAKE) --no-print-directory test-postgres
 
 # The same store, projector and socket tests, again on PostgreSQL and Redis (the scaled-out mode).

@@ -29,6 +29,22 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         pytest.exit(f"SKIPPED the PostgreSQL run: no PostgreSQL reachable ({exc})", returncode=0)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `redis` need processes talking through Redis. `make test` leaves them out of the SQLite run
+    (`-m "not redis"`) and runs them in `make test-postgres`; a plain `pytest` without REDIS_URL skips them,
+    except in CI, where a test that cannot run is a failure."""
+    if settings.REDIS_URL:
+        return
+    needing = [item for item in items if item.get_closest_marker("redis")]
+    if not needing:
+        return
+    if os.environ.get("CI"):
+        raise pytest.UsageError(f"{len(needing)} test(s) need REDIS_URL in CI; run them with `make test-postgres`")
+    skip = pytest.mark.skip(reason="needs REDIS_URL (a cross-process channel layer); `make test-postgres` runs it")
+    for item in needing:
+        item.add_marker(skip)
+
+
 @pytest.fixture
 def alice(django_user_model):
     return django_user_model.objects.create_user(username="alice", password="correct-horse-battery-1")

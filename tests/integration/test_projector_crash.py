@@ -171,11 +171,10 @@ def test_two_projector_workers_at_once_never_apply_an_event_twice(tmp_path):
         assert assert_equals_rebuild_from_scratch(sandbox) == 150
 
 
+@pytest.mark.redis
 def test_an_append_in_another_process_wakes_a_worker_through_the_channel_layer(tmp_path, settings):
     """Scaled out: the web process's notify_appended reaches worker processes over Redis, so a worker whose
     fallback scan is a minute away still applies the event at once."""
-    if not settings.REDIS_URL:
-        pytest.skip("needs a cross-process channel layer (REDIS_URL); `make test-postgres` runs it")
     from concepts.projector import notify_appended
 
     sandbox = new_sandbox()
