@@ -53,7 +53,11 @@ class StoredEvent(models.Model):
     """One event, forever. `position` is the global order; (stream_id, version) the per-stream slot."""
 
     position = models.BigAutoField(primary_key=True)
-    sandbox = models.ForeignKey(Sandbox, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    # No index of its own: the (sandbox, position) index below serves every lookup by sandbox, and each extra
+    # index is one more page written and fsynced per append.
+    sandbox = models.ForeignKey(
+        Sandbox, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
     stream_id = models.CharField(max_length=80)
     version = models.PositiveIntegerField()
     event_type = models.CharField(max_length=64)

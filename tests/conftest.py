@@ -29,6 +29,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         pytest.exit(f"SKIPPED the PostgreSQL run: no PostgreSQL reachable ({exc})", returncode=0)
 
 
+@pytest.hookimpl(trylast=True)  # after `-m` has deselected what this run leaves out
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked `redis` need processes talking through Redis. `make test` leaves them out of the SQLite run
     (`-m "not redis"`) and runs them in `make test-postgres`; a plain `pytest` without REDIS_URL skips them,
