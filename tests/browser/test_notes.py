@@ -21,6 +21,7 @@ def sign_up(page: Page, username: str) -> None:
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_label("Password confirmation").fill(PASSWORD)
     page.get_by_role("button", name="Sign up").click()
+    expect(page).not_to_have_url(re.compile(r"/accounts/signup/"))  # signed in and on the page `next` named
 
 
 def test_a_learner_signs_up_types_sees_saved_reloads_and_finds_the_note_and_another_learner_does_not(
@@ -126,15 +127,23 @@ def test_my_notes_searches_and_exports(live_url, page: Page):
 
 
 def test_when_saving_fails_the_text_stays_the_error_is_clear_and_it_retries_until_saved(live_url, page: Page):
+    # The network is cut before the page loads: a route added after a navigation once missed the first save.
+    cut: list[str] = []
+
+    def offline(route):
+        cut.append(route.request.url)
+        route.abort("internetdisconnected")
+
+    page.route("**/notes/concept/**", offline)
     page.goto(live_url + "/accounts/signup/?next=" + CONCEPT)
     sign_up(page, "offline-learner")
     editor = page.get_by_test_id("note-editor")
     status = page.get_by_test_id("note-status")
 
-    page.route("**/notes/concept/**", lambda route: route.abort("internetdisconnected"))
     editor.press_sequentially("written while offline", delay=5)
     expect(status).to_contain_text("Not saved: the server could not be reached. Your text is still here")
     expect(editor).to_have_value("written while offline")
+    assert cut, "no save was attempted while offline"
     assert not Note.objects.filter(owner__username="offline-learner").exists()
 
     page.unroute("**/notes/concept/**")
