@@ -45,6 +45,28 @@ def _load(name: str):  # type: ignore[no-untyped-def]
     return module
 
 
+def cpu_reference_ms() -> float:
+    """How fast this machine runs plain Python right now: the median of 7 runs of a fixed workload (Decimal sums
+    and dict churn, like the engine's folds). These shared 2-core machines differ by 3x from one day to the next;
+    figures are comparable between runs only next to this number."""
+    import statistics
+    import time
+    from decimal import Decimal
+
+    def work() -> None:
+        total, seen = Decimal(0), {}
+        for i in range(200_000):
+            total += Decimal(i % 997) / 100
+            seen[i % 1024] = total
+
+    times = []
+    for _ in range(7):
+        started = time.perf_counter()
+        work()
+        times.append((time.perf_counter() - started) * 1000)
+    return round(statistics.median(times), 1)
+
+
 def machine() -> dict[str, object]:
     cpu = platform.processor() or platform.machine()
     try:
@@ -56,6 +78,7 @@ def machine() -> dict[str, object]:
         pass
     return {
         "cpu": cpu,
+        "cpu_reference_ms": cpu_reference_ms(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
