@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from importlib import import_module
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import connections
 
 from concepts.live import group_name
 
@@ -27,6 +30,8 @@ log = logging.getLogger("concepts.consumers")
 # more than a page can show. Hints arriving meanwhile merge into the next push, which re-reads the state.
 PUSH_RATE = 20.0
 PUSH_BURST = 3.0
+# Hints from projector progress only: their pushes re-render just the read side (lab_views.READ_SIDE_PARTS).
+READ_SIDE_REASONS = frozenset({"projected", "rebuild", "retro"})
 CLOSE_POLICY = 1008  # a client frame: this socket is server-to-client only
 CLOSE_NO_SESSION = 4401  # the session ended (logout, expiry) while the socket was open
 CLOSE_NO_SANDBOX = 4403
@@ -65,21 +70,35 @@ def current_sandbox_id(session_key: str | None) -> Any:
     return sandbox.pk if sandbox is not None else None
 
 
-def render_push(sandbox_id: Any, *, with_panel: bool) -> str:
-    from concepts.lab_views import LIVE_PARTS, build_panel, render_parts
+def render_push(sandbox_id: Any, *, with_panel: bool, read_side_only: bool = False) -> str:
+    from concepts.lab_views import LIVE_PARTS, READ_SIDE_PARTS, build_panel, render_parts
     from concepts.models import Sandbox
 
     sandbox = Sandbox.objects.get(pk=sandbox_id)
     # Pushes reach only pages running JavaScript, at their own URL: an empty `next` makes every link and form
     # action in the partials relative to that page (the socket is never told which page it serves).
     panel = build_panel(None, sandbox, next_url="")
-    return render_parts(panel, ("lab-panel",) if with_panel else LIVE_PARTS)
+    if with_panel:
+        return render_parts(panel, ("lab-panel",))
+    return render_parts(panel, READ_SIDE_PARTS if read_side_only else LIVE_PARTS)
+
+
+# Pushes render on their own threads, not on asgiref's one shared thread where every sync view runs: there a
+# push queued behind whatever request the page had just sent (the time-travel slider following the head, for
+# one) and the read model showed up on the page that much later.
+_PUSH_EXECUTOR = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lab-push")
 
 
 def _in_thread(func: Any) -> Any:
-    # Read-only work off the one shared "thread-sensitive" thread, so pushes to many sockets (and the sync views
-    # waiting for that thread) do not queue behind each other. channels' wrapper still closes stale connections.
-    return database_sync_to_async(func, thread_sensitive=True)
+    def read_and_close(*args: Any, **kwargs: Any) -> Any:
+        # Read-only work. The connection closes afterwards (CONN_MAX_AGE is 0 anyway), so a pool thread never
+        # keeps a database session open between pushes.
+        try:
+            return func(*args, **kwargs)
+        finally:
+            connections.close_all()
+
+    return sync_to_async(read_and_close, thread_sensitive=False, executor=_PUSH_EXECUTOR)
 
 
 class LabConsumer(AsyncWebsocketConsumer):
@@ -88,6 +107,7 @@ class LabConsumer(AsyncWebsocketConsumer):
         self.group: str | None = None
         self._push_task: asyncio.Task[None] | None = None
         self._dirty = False
+        self._reasons: set[str] = set()
         self._push_lock = asyncio.Lock()
         self._tokens = PUSH_BURST
         self._refilled_at = 0.0
@@ -115,6 +135,7 @@ class LabConsumer(AsyncWebsocketConsumer):
 
     async def lab_changed(self, event: dict[str, Any]) -> None:
         # Only mark the page out of date; one loop per socket turns any number of hints into few pushes.
+        self._reasons.add(str(event.get("reason", "")))
         self._dirty = True
         if self._push_task is None or self._push_task.done():
             self._push_task = asyncio.ensure_future(self._push_while_dirty())
@@ -135,9 +156,10 @@ class LabConsumer(AsyncWebsocketConsumer):
                 await asyncio.sleep(wait)
             # Hints arriving from here on (even during this push) make the loop go round once more.
             self._dirty = False
-            await self._push()
+            reasons, self._reasons = self._reasons, set()
+            await self._push(read_side_only=reasons <= READ_SIDE_REASONS)
 
-    async def _push(self) -> None:
+    async def _push(self, *, read_side_only: bool = False) -> None:
         async with self._push_lock:
             sandbox_id = await _in_thread(current_sandbox_id)(self.session_key)
             if sandbox_id is None:
@@ -150,7 +172,7 @@ class LabConsumer(AsyncWebsocketConsumer):
                 self.sandbox_id, self.group = sandbox_id, group_name(sandbox_id)
                 await self.channel_layer.group_add(self.group, self.channel_name)
             try:
-                html = await _in_thread(render_push)(sandbox_id, with_panel=moved)
+                html = await _in_thread(render_push)(sandbox_id, with_panel=moved, read_side_only=read_side_only)
             except Exception:
                 log.exception("rendering a push for sandbox %s failed", sandbox_id)
                 return

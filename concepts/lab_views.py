@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -44,6 +45,7 @@ LAST_VERSION_KEY = "lab_last_command_version"
 # answer, a paged or filtered log) are not here: the consumer cannot know which one a tab is looking at.
 LIVE_PARTS = (
     "lab-versions",
+    "lab-expected-version",
     "lab-summary",
     "lab-write-model",
     "lab-projection",
@@ -62,8 +64,9 @@ class Panel:
     """Everything templates/lab/panel.html renders; the concept page receives it as `lab`."""
 
     state: LabState
-    log: EventPage
     next: str
+    log_page: int = 1
+    log_type: str = ""
     command_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     result: dict[str, Any] | None = None  # the last command's outcome, for this tab only
     controls_message: dict[str, Any] | None = None  # {"ok": bool, "text": str}
@@ -78,6 +81,14 @@ class Panel:
     speeds: tuple[str, ...] = ("0.25", "0.5", "1", "2", "4")
 
     @property
+    def expected_version(self) -> int:
+        return self.state.write.version
+
+    @property
+    def expected_version_stamp(self) -> int:
+        return self.state.stamp
+
+    @property
     def lag_s(self) -> str:
         return f"{self.state.projector.lag_ms / 1000:.1f}"
 
@@ -90,7 +101,12 @@ class Panel:
         now = self.state.server_now
         return int(now.timestamp() * 1000) if now else 0
 
-    # Time travel and replay frames load the stream; only the partials that show them pay for that.
+    # The log page, time travel and replay frames are read only when a partial that shows them renders, so a
+    # push of the read side alone never pays for them.
+    @cached_property
+    def log(self) -> EventPage:
+        return _event_page(self.state.sandbox, self.log_page, self.log_type)
+
     @cached_property
     def time_travel(self) -> Any:
         return _time_travel(self.state.sandbox, self.tt_version)
@@ -228,7 +244,8 @@ def build_panel(
     rp = _clamp(rp_form.cleaned_data["version"] if rp_form.is_valid() else None, state, 0)
     panel = Panel(
         state=state,
-        log=_event_page(state.sandbox, log_page, log_type),
+        log_page=log_page,
+        log_type=log_type,
         next=next_url if next_url is not None else _default_next(request),
         tt_version=tt,
         replay_version=rp,
@@ -278,7 +295,13 @@ def _answer_into(request: HttpRequest, panel: Panel, sandbox: Sandbox, *, read_y
 # --- rendering --------------------------------------------------------------------------------------
 
 
-def render_parts(panel: Panel, names: tuple[str, ...] | list[str], *, main: str | None = None, request=None) -> str:  # type: ignore[no-untyped-def]
+def render_parts(
+    panel: Panel | CommandAnswer,
+    names: tuple[str, ...] | list[str],
+    *,
+    main: str | None = None,
+    request: HttpRequest | None = None,
+) -> str:
     """The main partial (swapped into the element htmx targets) followed by out-of-band partials."""
     chunks = []
     if main:
@@ -336,6 +359,34 @@ def _result(outcome: Any) -> dict[str, Any]:
     }
 
 
+# What the projector changes: a push caused only by projector progress re-renders just these, so the page
+# swaps (and the server renders) about a third of the HTML while the read model catches up.
+READ_SIDE_PARTS = (
+    "lab-versions",
+    "lab-summary",
+    "lab-projection",
+    "lab-read-model",
+    "lab-read-history",
+    "lab-rebuild",
+    "lab-retro",
+)
+
+# Sent by lab.js on a command while the page's WebSocket is open.
+LIVE_HEADER = "X-Lab-Live"
+SHORT_ANSWER_PARTS = ("lab-command-result", "lab-command-id", "lab-expected-version")
+
+
+@dataclass(frozen=True)
+class CommandAnswer:
+    """What the short answer to a command renders: its outcome, a fresh command id and the version it left."""
+
+    result: dict[str, Any]
+    expected_version: int
+    command_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # Taken after the commit: any state read later is at least this new, and older pushes must not undo it.
+    expected_version_stamp: int = field(default_factory=time.time_ns)
+
+
 @require_POST
 def command(request: HttpRequest) -> HttpResponse:
     from concepts import writeside
@@ -372,6 +423,11 @@ def command(request: HttpRequest) -> HttpResponse:
     status = {"concurrency": 409, "limit": 422}.get(outcome.rule or "", 200)
     if status == 409:
         result["message"] = f"The account changed meanwhile (it is now at v={outcome.write_version}); retry."
+    if request.htmx and request.headers.get(LIVE_HEADER) == "1" and status == 200 and not outcome.replayed:
+        # The page's socket is open and the push after this commit brings every other part; answering with just
+        # the outcome keeps this request (and the push competing with it for the CPU) short.
+        answer = CommandAnswer(result=result, expected_version=outcome.write_version)
+        return HttpResponse(render_parts(answer, SHORT_ANSWER_PARTS, main="lab-command-result"), status=status)
     if request.htmx:
         panel = build_panel(request, sandbox, next_url=_next(request), result=result)
         return _htmx_response(request, panel, "lab-command-result", status=status, extra=("lab-command-id",))

@@ -90,6 +90,14 @@
     if (poller) poller.remove();
   }
 
+  // While the socket is open a command needs only its own outcome back: the push after its commit brings the
+  // rest, so the request (and the push competing with it for the server's CPU) stays short.
+  document.addEventListener("htmx:configRequest", function (evt) {
+    if (socketOpen && evt.detail.elt && evt.detail.elt.id === "lab-command-form") {
+      evt.detail.headers["X-Lab-Live"] = "1";
+    }
+  });
+
   document.addEventListener("htmx:wsConnecting", function () {
     if (!socketOpen && !$("lab-poller")) setLiveStatus("connecting", "Connecting live updates…");
   });

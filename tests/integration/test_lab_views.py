@@ -87,6 +87,34 @@ def test_an_htmx_deposit_answers_with_partials_not_a_page(learner):
     assert StoredEvent.objects.count() == 1
 
 
+def live_deposit(client: Client, amount: str, **data: str):
+    """A deposit from a page whose WebSocket is open (lab.js adds the header)."""
+    return client.post("/lab/command/", {"kind": "deposit", "amount": amount, **data}, HTTP_X_LAB_LIVE="1", **HX)
+
+
+def test_with_a_live_socket_a_deposit_answers_with_its_outcome_only_and_the_version_it_left(learner):
+    deposit(learner, "5")
+    response = live_deposit(learner, "50")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "Deposited $50.00" in text_of(html, "command-result")
+    ids = re.findall(r'\bid="(lab-[\w-]+)"', html)
+    assert ids == ["lab-command-result", "lab-command-id", "lab-expected-version"]
+    assert re.search(r'id="lab-expected-version" name="expected_version" value="2"', html)
+    # The next command from this tab names v=2 and goes through (no "changed meanwhile").
+    assert live_deposit(learner, "1", expected_version="2").status_code == 200
+    assert StoredEvent.objects.count() == 3
+
+
+def test_with_a_live_socket_a_rejection_still_says_why(learner):
+    response = live_deposit(learner, "0")
+    assert response.status_code == 400
+    assert "Rejected" in text_of(response.content.decode(), "command-result") or "amount" in response.content.decode()
+    response = learner.post("/lab/command/", {"kind": "withdraw", "amount": "10"}, HTTP_X_LAB_LIVE="1", **HX)
+    assert "Rejected" in text_of(response.content.decode(), "command-result")
+    assert StoredEvent.objects.count() == 0
+
+
 def test_a_deposit_without_javascript_redirects_back_to_the_concept_page_and_shows_the_outcome(learner):
     response = learner.post("/lab/command/", {"kind": "deposit", "amount": "25.50", "next": CONCEPT})
     assert response.status_code == 303
