@@ -128,3 +128,15 @@ def test_an_unknown_slug_is_a_styled_404(client):
     assert "<h1>Page not found</h1>" in page
     assert "/static/css/site.css" in page
     assert 'href="/"' in page and "All concepts" in page
+
+
+@pytest.mark.parametrize("signed_in", [False, True])
+def test_no_template_syntax_leaks_into_the_page(client, alice, signed_in):
+    """A `{# ... #}` comment spanning lines is not a comment in Django: it prints. Nothing of the kind may show."""
+    if signed_in:
+        client.force_login(alice)
+    client.post("/lab/command/", {"kind": "deposit", "amount": "5"}, HTTP_HX_REQUEST="true")
+    for url in ("/", PAGE, "/lab/", "/accounts/login/", "/accounts/signup/"):
+        html = client.get(url).content.decode()
+        for marker in ("{#", "#}", "{%", "%}", "{{", "}}"):
+            assert marker not in html, (url, marker, html[max(0, html.find(marker) - 200) : html.find(marker) + 200])
