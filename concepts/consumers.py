@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from importlib import import_module
 from typing import Any
@@ -87,6 +88,16 @@ def render_push(sandbox_id: Any, *, with_panel: bool, read_side_only: bool = Fal
 # push queued behind whatever request the page had just sent (the time-travel slider following the head, for
 # one) and the read model showed up on the page that much later.
 _PUSH_EXECUTOR = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lab-push")
+
+
+def _fresh_push_executor_after_fork() -> None:
+    # A forked child (a test's live server) inherits the pool but not its threads: work sent to it would wait
+    # forever on workers that do not exist there.
+    global _PUSH_EXECUTOR
+    _PUSH_EXECUTOR = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lab-push")
+
+
+os.register_at_fork(after_in_child=_fresh_push_executor_after_fork)
 
 
 def _in_thread(func: Any) -> Any:
