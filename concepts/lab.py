@@ -196,10 +196,11 @@ def lab_state(sandbox: Sandbox) -> LabState:
     stamp = time.time_ns()
     sandbox = Sandbox.objects.get(pk=sandbox.pk)  # settings may have changed since the caller loaded it
     read = readside.read_side(sandbox)
-    projector = readside.projector_status(sandbox)
-    in_flight = readside.in_flight(sandbox)
+    # The sandbox row was read just above: the read-side views need not read it again each.
+    projector = readside.projector_status(sandbox, refresh=False)
+    in_flight = readside.in_flight(sandbox, refresh=False)
     rebuild = readside.rebuild_progress(sandbox)
-    retro = readside.retro_model(sandbox)
+    retro = readside.retro_model(sandbox, refresh=False)
     write = writeside.write_side(sandbox)
     snapshots = writeside.snapshots(sandbox)
     return LabState(

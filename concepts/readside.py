@@ -198,8 +198,8 @@ def _open_dead_letter(sandbox: Sandbox, projection: str = BALANCE) -> DeadLetter
     )
 
 
-def projector_status(sandbox: Sandbox) -> ProjectorStatus:
-    fresh = _fresh(sandbox)
+def projector_status(sandbox: Sandbox, *, refresh: bool = True) -> ProjectorStatus:
+    fresh = _fresh(sandbox) if refresh else sandbox
     cp = (
         Checkpoint.objects.filter(sandbox_id=fresh.pk, projection=BALANCE, generation=fresh.live_generation)
         .values_list("position", "version")
@@ -229,9 +229,9 @@ def projector_status(sandbox: Sandbox) -> ProjectorStatus:
     )
 
 
-def in_flight(sandbox: Sandbox) -> list[InFlightEvent]:
+def in_flight(sandbox: Sandbox, *, refresh: bool = True) -> list[InFlightEvent]:
     """Events the write side holds and the read model does not yet, each with when it falls due."""
-    fresh = _fresh(sandbox)
+    fresh = _fresh(sandbox) if refresh else sandbox
     position = (
         Checkpoint.objects.filter(sandbox_id=fresh.pk, projection=BALANCE, generation=fresh.live_generation)
         .values_list("position", flat=True)
@@ -371,8 +371,8 @@ def enable_retro_model(sandbox: Sandbox) -> None:
         _changed(sandbox.pk)
 
 
-def retro_model(sandbox: Sandbox) -> RetroModelView:
-    fresh = _fresh(sandbox)
+def retro_model(sandbox: Sandbox, *, refresh: bool = True) -> RetroModelView:
+    fresh = _fresh(sandbox) if refresh else sandbox
     view = LargestDepositView.objects.filter(sandbox_id=fresh.pk, generation=RETRO_GENERATION).first()
     done = view.version if view is not None else 0
     total = write_version(fresh) if fresh.retro_model_enabled else 0
