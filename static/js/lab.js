@@ -33,6 +33,26 @@
   }
 
   // ---- ordering: a partial older than what the page shows is dropped --------------------------------
+  var IGNORED_ATTRIBUTES = { "data-stamp": true, "hx-swap-oob": true };
+
+  function attributesOf(el) {
+    var out = {};
+    for (var i = 0; i < el.attributes.length; i++) {
+      var a = el.attributes[i];
+      if (!IGNORED_ATTRIBUTES[a.name]) out[a.name] = a.value;
+    }
+    return out;
+  }
+
+  function sameExceptStamp(current, incoming) {
+    if (current.tagName !== incoming.tagName || current.innerHTML !== incoming.innerHTML) return false;
+    var a = attributesOf(current), b = attributesOf(incoming);
+    var keys = Object.keys(a);
+    if (keys.length !== Object.keys(b).length) return false;
+    for (var i = 0; i < keys.length; i++) if (a[keys[i]] !== b[keys[i]]) return false;
+    return true;
+  }
+
   document.addEventListener("htmx:oobBeforeSwap", function (evt) {
     var target = evt.detail.target;
     var incoming = evt.detail.fragment;
@@ -41,6 +61,14 @@
     var oldStamp = Number(target.getAttribute("data-stamp") || 0);
     var newStamp = incomingEl ? Number(incomingEl.getAttribute("data-stamp") || 0) : 0;
     if (newStamp && oldStamp && newStamp < oldStamp) { evt.detail.shouldSwap = false; return; }
+    // A part that would come back exactly as it is only moves its stamp: no swap, no re-processing, nothing
+    // re-announced to screen readers. Most of a push is unchanged parts, and the first push after loading is
+    // the page itself.
+    if (incomingEl && sameExceptStamp(target, incomingEl)) {
+      if (newStamp) target.setAttribute("data-stamp", String(newStamp));
+      evt.detail.shouldSwap = false;
+      return;
+    }
     // A learner paging or filtering the log keeps their view; pushes render the newest page only.
     if (target.id === "lab-event-log" && (target.dataset.page !== "1" || target.dataset.filter)) {
       evt.detail.shouldSwap = false;
