@@ -49,6 +49,27 @@ def deposit_and_wait(page: Page, amount: str, version: int) -> None:
     expect(page.get_by_test_id("write-version")).to_have_text(str(version), timeout=SLOW)
 
 
+def test_a_push_swaps_only_the_parts_that_changed(page: Page, live_url):
+    open_lab(page, live_url)
+    deposit_and_wait(page, "5", 1)
+    set_lag(page, "0")
+    expect(page.get_by_test_id("read-version")).to_have_text("1", timeout=SLOW)
+    # Mark the live elements, then change only a setting: the push re-renders every part, but the history and
+    # the event log come back identical, so the page keeps those very elements and takes only their new stamp.
+    before = page.evaluate(
+        """() => ['lab-read-history', 'lab-event-log', 'lab-versions'].map(id => {
+            const el = document.getElementById(id); el.__marked = true; return Number(el.dataset.stamp); })"""
+    )
+    set_lag(page, "0.5")
+    kept = page.evaluate(
+        """() => ['lab-read-history', 'lab-event-log', 'lab-versions'].map(id => {
+            const el = document.getElementById(id); return [el.__marked === true, Number(el.dataset.stamp)]; })"""
+    )
+    assert [k[0] for k in kept] == [True, True, False]  # the versions changed (the lag is in them): swapped
+    assert all(k[1] > b for k, b in zip(kept, before, strict=True))  # every stamp moved on
+    expect(page.get_by_test_id("event-row")).to_have_count(1)
+
+
 def test_with_a_lag_the_read_model_visibly_trails_then_catches_up(page: Page, live_url):
     open_lab(page, live_url)
     set_lag(page, "5")
