@@ -51,18 +51,9 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def _measure() -> dict[str, float]:
-    sys.path.insert(0, str(ROOT))
-    import django
+    from bench_db import setup_django
 
-    django.setup()
-    from django.core.management import call_command
-    from django.db import connection
-
-    call_command("migrate", verbosity=0)
-    with connection.cursor() as cursor:
-        mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
-        sync = cursor.execute("PRAGMA synchronous").fetchone()[0]
-    assert (mode, sync) == ("wal", 2), f"benchmark must run at WAL + synchronous=FULL, not {mode}/{sync}"
+    setup_django()
     return asyncio.run(_measure_async())
 
 

@@ -67,6 +67,14 @@ def socket(session_key: str | None, origin: tuple[bytes, bytes] = ORIGIN, path: 
     return WebsocketCommunicator(application, path, headers=headers)
 
 
+async def connected(session_key: str) -> WebsocketCommunicator:
+    """A socket for the session, past the full state every (re)connecting page is sent first."""
+    communicator = socket(session_key)
+    await communicator.connect()
+    await communicator.receive_from(timeout=5)
+    return communicator
+
+
 def version(html: str, testid: str) -> int | None:
     match = re.search(rf'data-testid="{testid}">(\d+)<', html)
     return int(match.group(1)) if match else None
@@ -138,18 +146,14 @@ async def test_a_client_cannot_pick_another_sandbox():
 
 async def test_a_binary_frame_closes_the_socket():
     _, key = await learner()
-    communicator = socket(key)
-    await communicator.connect()
-    await communicator.receive_from(timeout=5)
+    communicator = await connected(key)
     await communicator.send_to(bytes_data=b"\x00" * 1024)
     assert (await communicator.receive_output(timeout=5))["code"] == 1008
 
 
 async def test_a_command_is_pushed_to_another_tab_after_it_commits():
     client, key = await learner()
-    other_tab = socket(key)
-    await other_tab.connect()
-    await other_tab.receive_from(timeout=5)
+    other_tab = await connected(key)
     await post(client, "/lab/command/", {"kind": "deposit", "amount": "7"})
     pushed = await until(other_tab, lambda m: version(m, "write-version") == 1)
     assert "$7.00" in pushed
@@ -158,9 +162,7 @@ async def test_a_command_is_pushed_to_another_tab_after_it_commits():
 
 async def test_projector_progress_pushes_only_the_read_side_and_a_command_pushes_everything():
     client, key = await learner()
-    communicator = socket(key)
-    await communicator.connect()
-    await communicator.receive_from(timeout=5)
+    communicator = await connected(key)
     sandbox = await _sandbox_of(key)
     await apublish(sandbox.pk, "projected", read_version=0)
     read_only = await communicator.receive_from(timeout=5)
@@ -174,9 +176,7 @@ async def test_projector_progress_pushes_only_the_read_side_and_a_command_pushes
 
 async def test_a_burst_of_hints_is_coalesced_into_few_pushes_with_the_latest_state():
     client, key = await learner()
-    communicator = socket(key)
-    await communicator.connect()
-    await communicator.receive_from(timeout=5)
+    communicator = await connected(key)
     sandbox = await _sandbox_of(key)
     await post(client, "/lab/command/", {"kind": "deposit", "amount": "3"})
     loop = asyncio.get_running_loop()
@@ -198,9 +198,7 @@ async def test_a_burst_of_hints_is_coalesced_into_few_pushes_with_the_latest_sta
 
 async def test_a_steady_stream_of_hints_is_capped_near_twenty_pushes_a_second():
     _, key = await learner()
-    communicator = socket(key)
-    await communicator.connect()
-    await communicator.receive_from(timeout=5)
+    communicator = await connected(key)
     sandbox = await _sandbox_of(key)
     received = 0
     loop = asyncio.get_running_loop()
@@ -236,9 +234,7 @@ async def test_a_reset_in_another_tab_moves_the_socket_to_the_new_sandbox():
 
 async def test_a_push_after_the_session_ended_closes_the_socket():
     client, key = await learner()
-    communicator = socket(key)
-    await communicator.connect()
-    await communicator.receive_from(timeout=5)
+    communicator = await connected(key)
     sandbox = await _sandbox_of(key)
     await in_thread(lambda: client.session.delete())()
     await apublish(sandbox.pk, "projected")
