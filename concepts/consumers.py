@@ -13,8 +13,9 @@ import asyncio
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
@@ -23,6 +24,10 @@ from django.conf import settings
 from django.db import connections
 
 from concepts.live import group_name
+
+if TYPE_CHECKING:
+    from concepts.lab_views import Panel
+    from concepts.models import Sandbox
 
 log = logging.getLogger("concepts.consumers")
 
@@ -33,6 +38,11 @@ PUSH_RATE = 20.0
 PUSH_BURST = 3.0
 # Hints from projector progress only: their pushes re-render just the read side (lab_views.READ_SIDE_PARTS).
 READ_SIDE_REASONS = frozenset({"projected", "rebuild", "retro"})
+# How long a command's push waits for its projection when the projector applies it at once (lag 0). It lands a
+# few ms after the command; waiting for it makes one push with both models at the new version, where pushing
+# straight away rendered the whole panel while the projector was still working (both competing for the CPU)
+# and then the read side again. A stalled projector costs a push this much delay, never more.
+PROJECTION_WAIT_S = 0.05
 CLOSE_POLICY = 1008  # a client frame: this socket is server-to-client only
 CLOSE_NO_SESSION = 4401  # the session ended (logout, expiry) while the socket was open
 CLOSE_NO_SANDBOX = 4403
@@ -45,11 +55,16 @@ def _session_store(session_key: str | None) -> Any:
     store = engine.SessionStore(session_key)
     if not store.exists(session_key):
         return None
-    store.load()
-    return store
+    return store  # its data loads on first use
 
 
 def current_sandbox_id(session_key: str | None) -> Any:
+    """The id of the sandbox this session works in now, read afresh from the session store; None when there is none."""
+    sandbox = current_sandbox_of(session_key)
+    return sandbox.pk if sandbox is not None else None
+
+
+def current_sandbox_of(session_key: str | None) -> Sandbox | None:
     """The sandbox this session works in now, read afresh from the session store; None when there is none.
 
     Mirrors concepts.sandboxes.sandbox_for_request without creating anything: a socket never makes a sandbox.
@@ -67,21 +82,48 @@ def current_sandbox_id(session_key: str | None) -> Any:
         user = get_user_model()._default_manager.filter(pk=user_id, is_active=True).first()
         if user is None:
             return None
-    sandbox = sandboxes.current_sandbox(store, user)
-    return sandbox.pk if sandbox is not None else None
+    return sandboxes.current_sandbox(store, user)
 
 
-def render_push(sandbox_id: Any, *, with_panel: bool, read_side_only: bool = False) -> str:
-    from concepts.lab_views import LIVE_PARTS, READ_SIDE_PARTS, build_panel, render_parts
-    from concepts.models import Sandbox
+@dataclass
+class Push:
+    sandbox_id: Any  # None: the session has no sandbox any more
+    html: str = ""
+    later: Panel | None = None  # render LATER_PARTS of this panel next, in a frame of their own
 
-    sandbox = Sandbox.objects.get(pk=sandbox_id)
+
+def render_push(
+    session_key: str | None, known_sandbox_id: Any, *, read_side_only: bool = False, in_one_frame: bool = False
+) -> Push:
+    """The session's current sandbox and the push for it: the whole panel if the session moved to another
+    sandbox (a reset in another tab), else the live parts (the LATER_PARTS of them left for a second frame).
+
+    One call on one thread: the session check and the render share a database connection and a thread hop.
+    """
+    from concepts.lab_views import LATER_PARTS, LIVE_PARTS, READ_SIDE_PARTS, build_panel, render_parts
+
+    sandbox = current_sandbox_of(session_key)
+    if sandbox is None:
+        return Push(None)
+    sandbox_id = sandbox.pk
+    with_panel = sandbox_id != known_sandbox_id
     # Pushes reach only pages running JavaScript, at their own URL: an empty `next` makes every link and form
-    # action in the partials relative to that page (the socket is never told which page it serves).
-    panel = build_panel(None, sandbox, next_url="")
+    # action in the partials relative to that page (the socket is never told which page it serves). The
+    # sandbox row was just read, so the panel need not read it again.
+    panel = build_panel(None, sandbox, next_url="", sandbox_is_fresh=True)
     if with_panel:
-        return render_parts(panel, ("lab-panel",))
-    return render_parts(panel, READ_SIDE_PARTS if read_side_only else LIVE_PARTS)
+        return Push(sandbox_id, render_parts(panel, ("lab-panel",)))
+    if read_side_only:
+        return Push(sandbox_id, render_parts(panel, READ_SIDE_PARTS))
+    if in_one_frame:
+        return Push(sandbox_id, render_parts(panel, LIVE_PARTS))
+    return Push(sandbox_id, render_parts(panel, [p for p in LIVE_PARTS if p not in LATER_PARTS]), later=panel)
+
+
+def render_later(panel: Panel) -> str:
+    from concepts.lab_views import LATER_PARTS, render_parts
+
+    return render_parts(panel, LATER_PARTS)
 
 
 # Pushes render on their own threads, not on asgiref's one shared thread where every sync view runs: there a
@@ -112,6 +154,13 @@ def _in_thread(func: Any) -> Any:
     return sync_to_async(read_and_close, thread_sensitive=False, executor=_PUSH_EXECUTOR)
 
 
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
 class LabConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.sandbox_id: Any = None
@@ -122,6 +171,8 @@ class LabConsumer(AsyncWebsocketConsumer):
         self._push_lock = asyncio.Lock()
         self._tokens = PUSH_BURST
         self._refilled_at = 0.0
+        self._awaited_read_version = 0  # a command's version whose projection the next push waits for
+        self._projection_arrived = asyncio.Event()
         session = self.scope.get("session")
         self.session_key = getattr(session, "session_key", None)
         self.sandbox_id = await database_sync_to_async(current_sandbox_id)(self.session_key)
@@ -132,7 +183,7 @@ class LabConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         # A (re)connecting page may have missed anything: send the whole current state at once.
-        await self._push()
+        await self._push(in_one_frame=True)
 
     async def disconnect(self, code: int) -> None:
         if self._push_task is not None:
@@ -146,7 +197,13 @@ class LabConsumer(AsyncWebsocketConsumer):
 
     async def lab_changed(self, event: dict[str, Any]) -> None:
         # Only mark the page out of date; one loop per socket turns any number of hints into few pushes.
-        self._reasons.add(str(event.get("reason", "")))
+        reason = str(event.get("reason", ""))
+        self._reasons.add(reason)
+        if reason == "command" and event.get("projects_at_once"):
+            self._awaited_read_version = max(self._awaited_read_version, _int(event.get("write_version")))
+            self._projection_arrived.clear()
+        elif reason == "projected" and _int(event.get("read_version")) >= self._awaited_read_version:
+            self._projection_arrived.set()
         self._dirty = True
         if self._push_task is None or self._push_task.done():
             self._push_task = asyncio.ensure_future(self._push_while_dirty())
@@ -163,6 +220,12 @@ class LabConsumer(AsyncWebsocketConsumer):
 
     async def _push_while_dirty(self) -> None:
         while self._dirty:
+            if self._awaited_read_version:
+                try:
+                    await asyncio.wait_for(self._projection_arrived.wait(), PROJECTION_WAIT_S)
+                except TimeoutError:
+                    pass
+                self._awaited_read_version = 0
             while (wait := self._take_token()) > 0:
                 await asyncio.sleep(wait)
             # Hints arriving from here on (even during this push) make the loop go round once more.
@@ -170,21 +233,29 @@ class LabConsumer(AsyncWebsocketConsumer):
             reasons, self._reasons = self._reasons, set()
             await self._push(read_side_only=reasons <= READ_SIDE_REASONS)
 
-    async def _push(self, *, read_side_only: bool = False) -> None:
+    async def _push(self, *, read_side_only: bool = False, in_one_frame: bool = False) -> None:
         async with self._push_lock:
-            sandbox_id = await _in_thread(current_sandbox_id)(self.session_key)
+            try:
+                push = await _in_thread(render_push)(
+                    self.session_key, self.sandbox_id, read_side_only=read_side_only, in_one_frame=in_one_frame
+                )
+            except Exception:
+                log.exception("rendering a push for sandbox %s failed", self.sandbox_id)
+                return
+            sandbox_id = push.sandbox_id
             if sandbox_id is None:
                 await self.close(code=CLOSE_NO_SESSION)
                 return
-            moved = sandbox_id != self.sandbox_id
-            if moved:
+            if sandbox_id != self.sandbox_id:
                 # The learner reset the sandbox in another tab: follow the session to the new one.
                 await self.channel_layer.group_discard(self.group, self.channel_name)
                 self.sandbox_id, self.group = sandbox_id, group_name(sandbox_id)
                 await self.channel_layer.group_add(self.group, self.channel_name)
-            try:
-                html = await _in_thread(render_push)(sandbox_id, with_panel=moved, read_side_only=read_side_only)
-            except Exception:
-                log.exception("rendering a push for sandbox %s failed", sandbox_id)
-                return
-            await self.send(text_data=html)
+            await self.send(text_data=push.html)
+            if push.later is not None:
+                try:
+                    html = await _in_thread(render_later)(push.later)
+                except Exception:
+                    log.exception("rendering a push for sandbox %s failed", sandbox_id)
+                    return
+                await self.send(text_data=html)

@@ -182,9 +182,9 @@ class LabState:
     server_now: dt.datetime | None = None
 
 
-def lab_state(sandbox: Sandbox) -> LabState:
+def lab_state(sandbox: Sandbox, *, sandbox_is_fresh: bool = False) -> LabState:
     """Read the whole panel's state. The read side is read before the write side so the page can never show a read
-    model ahead of the write model it follows."""
+    model ahead of the write model it follows. `sandbox_is_fresh`: the caller read the row just now."""
     import time
 
     from django.conf import settings
@@ -194,12 +194,14 @@ def lab_state(sandbox: Sandbox) -> LabState:
     from concepts import readside, writeside
 
     stamp = time.time_ns()
-    sandbox = Sandbox.objects.get(pk=sandbox.pk)  # settings may have changed since the caller loaded it
+    if not sandbox_is_fresh:
+        sandbox = Sandbox.objects.get(pk=sandbox.pk)  # settings may have changed since the caller loaded it
     read = readside.read_side(sandbox)
-    # The sandbox row was read just above: the read-side views need not read it again each.
+    # The sandbox row was read just above, and the checkpoint with the projector's status: the other read-side
+    # views need not read them again each.
     projector = readside.projector_status(sandbox, refresh=False)
-    in_flight = readside.in_flight(sandbox, refresh=False)
-    rebuild = readside.rebuild_progress(sandbox)
+    in_flight = readside.in_flight(sandbox, refresh=False, after_position=projector.checkpoint_position)
+    rebuild = readside.rebuild_progress(sandbox, refresh=False, live_version=projector.read_version)
     retro = readside.retro_model(sandbox, refresh=False)
     write = writeside.write_side(sandbox)
     snapshots = writeside.snapshots(sandbox)

@@ -228,10 +228,11 @@ def build_panel(
     *,
     params: QueryDict | None = None,
     next_url: str | None = None,
+    sandbox_is_fresh: bool = False,
     **overrides: Any,
 ) -> Panel:
     """The panel for this request; `params` carries the per-tab views (log page and filter, time travel, replay)."""
-    state = lab_state(sandbox)
+    state = lab_state(sandbox, sandbox_is_fresh=sandbox_is_fresh)
     params = params if params is not None else QueryDict()
     log_form = forms.LogForm({"page": params.get("log_page") or None, "type": params.get("log_type", "")})
     log_page, log_type = 1, ""
@@ -358,6 +359,11 @@ def _result(outcome: Any) -> dict[str, Any]:
         "events": [{"position": e.position, "version": e.version, "event_type": e.event_type} for e in outcome.events],
     }
 
+
+# A push sends these after the rest, in a frame of their own. The log is most of a push's HTML (a row per event
+# with its payload and ids); rendered, sent and swapped together with the versions, it held the read version
+# back on the page by as long.
+LATER_PARTS = ("lab-event-log", "lab-snapshots", "lab-schema")
 
 # What the projector changes: a push caused only by projector progress re-renders just these, so the page
 # swaps (and the server renders) about a third of the HTML while the read model catches up.

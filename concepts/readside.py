@@ -229,14 +229,18 @@ def projector_status(sandbox: Sandbox, *, refresh: bool = True) -> ProjectorStat
     )
 
 
-def in_flight(sandbox: Sandbox, *, refresh: bool = True) -> list[InFlightEvent]:
-    """Events the write side holds and the read model does not yet, each with when it falls due."""
+def in_flight(sandbox: Sandbox, *, refresh: bool = True, after_position: int | None = None) -> list[InFlightEvent]:
+    """Events the write side holds and the read model does not yet, each with when it falls due.
+
+    `after_position`: the live checkpoint's position, when the caller has just read it."""
     fresh = _fresh(sandbox) if refresh else sandbox
-    position = (
-        Checkpoint.objects.filter(sandbox_id=fresh.pk, projection=BALANCE, generation=fresh.live_generation)
-        .values_list("position", flat=True)
-        .first()
-    ) or 0
+    position = after_position
+    if position is None:
+        position = (
+            Checkpoint.objects.filter(sandbox_id=fresh.pk, projection=BALANCE, generation=fresh.live_generation)
+            .values_list("position", flat=True)
+            .first()
+        ) or 0
     lag = dt.timedelta(milliseconds=fresh.lag_ms)
     rows = (
         StoredEvent.objects.filter(sandbox_id=fresh.pk, position__gt=position)
@@ -326,10 +330,15 @@ def start_rebuild(sandbox: Sandbox, *, force: bool = False) -> Progress:
     return progress
 
 
-def _rebuild_progress(sandbox_id: Any) -> Progress:
-    row = Sandbox.objects.filter(pk=sandbox_id).values_list("live_generation", "rebuilding_generation").get()
-    live_gen, new_gen = row
-    live_version = _checkpoint_version(sandbox_id, BALANCE, live_gen)
+def _rebuild_progress(
+    sandbox_id: Any, generations: tuple[int, int | None] | None = None, live_version: int | None = None
+) -> Progress:
+    if generations is None:
+        row = Sandbox.objects.filter(pk=sandbox_id).values_list("live_generation", "rebuilding_generation")
+        generations = row.get()
+    live_gen, new_gen = generations
+    if live_version is None:
+        live_version = _checkpoint_version(sandbox_id, BALANCE, live_gen)
     if new_gen is None:
         if live_gen > 1:  # a rebuild happened: show the last one as complete
             return Progress(done=live_version, total=live_version, running=False)
@@ -338,8 +347,14 @@ def _rebuild_progress(sandbox_id: Any) -> Progress:
     return Progress(done=done, total=max(done, live_version), running=True)
 
 
-def rebuild_progress(sandbox: Sandbox) -> Progress:
-    return _rebuild_progress(sandbox.pk)
+def rebuild_progress(sandbox: Sandbox, *, refresh: bool = True, live_version: int | None = None) -> Progress:
+    """How far a rebuild is. refresh=False trusts the sandbox row as given; `live_version`: the live checkpoint's
+    version, when the caller has just read it."""
+    if refresh:
+        return _rebuild_progress(sandbox.pk, live_version=live_version)
+    return _rebuild_progress(
+        sandbox.pk, (sandbox.live_generation, sandbox.rebuilding_generation), live_version=live_version
+    )
 
 
 def rebuild_now(sandbox: Sandbox, batch: int = 5000, on_progress: Any = None) -> Progress:

@@ -138,9 +138,15 @@ def _send_locked(
     }
     persistence.record_command(sandbox, command_id, kind, True, outcome)
     sandbox_id, version = sandbox.pk, new_state.version
+    # Open pages hold this push a moment for the projection when it is due at once (lag 0, projector running),
+    # so one push shows both models at the new version instead of two racing the projector for the CPU.
+    projects_at_once = sandbox.lag_ms == 0 and not sandbox.projector_paused and sandbox.projector_crashed_until is None
     # Hints only, each on its own (robust): the command is committed, so a failing wake-up must not make it a 500.
     transaction.on_commit(lambda: projector.notify_appended(sandbox_id), robust=True)
-    transaction.on_commit(lambda: live.publish(sandbox_id, "command", write_version=version), robust=True)
+    transaction.on_commit(
+        lambda: live.publish(sandbox_id, "command", write_version=version, projects_at_once=projects_at_once),
+        robust=True,
+    )
     return _outcome(outcome, [_view(r) for r in recorded])
 
 

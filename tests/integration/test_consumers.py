@@ -160,7 +160,7 @@ async def test_a_command_is_pushed_to_another_tab_after_it_commits():
     await other_tab.disconnect()
 
 
-async def test_projector_progress_pushes_only_the_read_side_and_a_command_pushes_everything():
+async def test_projector_progress_pushes_only_the_read_side_and_a_command_pushes_everything_log_last():
     client, key = await learner()
     communicator = await connected(key)
     sandbox = await _sandbox_of(key)
@@ -169,8 +169,38 @@ async def test_projector_progress_pushes_only_the_read_side_and_a_command_pushes
     assert 'id="lab-read-model"' in read_only and 'id="lab-versions"' in read_only
     assert 'id="lab-event-log"' not in read_only and 'id="lab-write-model"' not in read_only
     await post(client, "/lab/command/", {"kind": "deposit", "amount": "2"})
-    full = await until(communicator, lambda m: version(m, "write-version") == 1)
-    assert 'id="lab-event-log"' in full and 'id="lab-expected-version"' in full
+    first = await until(communicator, lambda m: version(m, "write-version") == 1)
+    assert 'id="lab-write-model"' in first and 'id="lab-expected-version"' in first
+    assert 'id="lab-event-log"' not in first  # the heavy part follows in a frame of its own
+    then = await communicator.receive_from(timeout=5)
+    assert 'id="lab-event-log"' in then and 'id="lab-snapshots"' in then and 'data-version="1"' in then
+    await communicator.disconnect()
+
+
+async def test_at_lag_zero_a_commands_push_waits_for_its_projection_and_shows_both_models_at_once():
+    _, key = await learner()
+    communicator = await connected(key)
+    sandbox = await _sandbox_of(key)
+    await apublish(sandbox.pk, "command", write_version=1, projects_at_once=True)
+    assert await communicator.receive_nothing(timeout=0.02)  # held for the projection due any moment
+    await apublish(sandbox.pk, "projected", read_version=1)
+    pushed = await communicator.receive_from(timeout=5)
+    assert 'id="lab-write-model"' in pushed and 'id="lab-read-model"' in pushed  # one push for both hints
+    assert 'id="lab-event-log"' in await communicator.receive_from(timeout=5)  # (its second frame)
+    assert await communicator.receive_nothing(timeout=0.3)
+    await communicator.disconnect()
+
+
+async def test_a_projection_that_does_not_come_delays_a_commands_push_only_briefly():
+    _, key = await learner()
+    communicator = await connected(key)
+    sandbox = await _sandbox_of(key)
+    loop = asyncio.get_running_loop()
+    sent = loop.time()
+    await apublish(sandbox.pk, "command", write_version=1, projects_at_once=True)
+    pushed = await communicator.receive_from(timeout=5)
+    assert 'id="lab-write-model"' in pushed
+    assert loop.time() - sent < 2.0  # bounded by PROJECTION_WAIT_S (0.05 s) plus render time, not stuck
     await communicator.disconnect()
 
 

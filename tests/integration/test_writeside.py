@@ -358,7 +358,28 @@ def test_open_pages_hear_of_an_accepted_command_only_after_it_committed(
         assert before(timeout=0.2) == []  # nothing is said before the commit
     for callback in callbacks:
         callback()
-    assert after() == [{"type": "lab.changed", "reason": "command", "write_version": 1}]
+    assert after() == [{"type": "lab.changed", "reason": "command", "write_version": 1, "projects_at_once": False}]
+
+
+@pytest.mark.parametrize(
+    ("settings_", "at_once"),
+    [
+        ({"lag_ms": 2000}, False),
+        ({"lag_ms": 0}, True),
+        ({"lag_ms": 0, "projector_paused": True}, False),
+        ({"lag_ms": 0, "projector_crashed_until": timezone.now() + dt.timedelta(seconds=5)}, False),
+    ],
+)
+def test_a_commands_hint_says_whether_the_projector_applies_it_at_once(
+    sandbox, subscribe, django_capture_on_commit_callbacks, settings_, at_once
+):
+    # Open pages hold the command's push for the projection only when it is due at once (LabConsumer).
+    Sandbox.objects.filter(pk=sandbox.pk).update(**settings_)
+    sandbox.refresh_from_db()
+    page = subscribe()
+    with django_capture_on_commit_callbacks(execute=True):
+        deposit(sandbox, "5")
+    assert page()[0]["projects_at_once"] is at_once
 
 
 def test_a_rejected_command_tells_nobody(sandbox, subscribe, django_capture_on_commit_callbacks):
