@@ -39,7 +39,6 @@ WS_PATH = "/ws/lab/"
 LOG_PER_PAGE = 10
 QUERY_WAIT_S = 5.0
 FLASH_KEY = "lab_flash"
-LAST_VERSION_KEY = "lab_last_command_version"
 
 # Partials every push and every htmx response refreshes out of band. Per-tab views (time travel, replay, query
 # answer, a paged or filtered log) are not here: the consumer cannot know which one a tab is looking at.
@@ -286,7 +285,7 @@ def _answer_into(request: HttpRequest, panel: Panel, sandbox: Sandbox, *, read_y
     from concepts import readside
 
     if read_your_writes:
-        wait_for = int(request.session.get(LAST_VERSION_KEY, 0) or 0)
+        wait_for = readside.write_version(sandbox)
         panel.query = async_to_sync(readside.aquery)(sandbox, wait_for, QUERY_WAIT_S)
         panel.query_waited_for = wait_for
     else:
@@ -423,8 +422,6 @@ def command(request: HttpRequest) -> HttpResponse:
         command_id=data["command_id"],
         expected_version=data["expected_version"],
     )
-    if outcome.accepted:
-        request.session[LAST_VERSION_KEY] = outcome.write_version  # writeside already told the other tabs
     result = _result(outcome)
     status = {"concurrency": 409, "limit": 422}.get(outcome.rule or "", 200)
     if status == 409:
@@ -644,7 +641,10 @@ async def query(request: HttpRequest) -> HttpResponse:
     sandbox = await sync_to_async(_sandbox)(request)
     waited_for = None
     if read_your_writes:
-        waited_for = int(await request.session.aget(LAST_VERSION_KEY, 0) or 0)
+        # Every write in a sandbox is its visitor's own, so "my last command's version" is the stream's head.
+        # Read here rather than kept in the session: saving the session after each command was a second write
+        # transaction, racing the projector for SQLite's write lock just when it applies that command.
+        waited_for = await sync_to_async(readside.write_version)(sandbox)
         answer = await readside.aquery(sandbox, waited_for, QUERY_WAIT_S)
     else:
         answer = await sync_to_async(readside.query)(sandbox)

@@ -106,6 +106,28 @@ def test_with_a_live_socket_a_deposit_answers_with_its_outcome_only_and_the_vers
     assert StoredEvent.objects.count() == 3
 
 
+def test_a_command_writes_nothing_to_the_session(learner):
+    # A session save after each command was a second write transaction, taking SQLite's write lock just when
+    # the projector wanted it for that very command (read your writes waits for the stream's head instead).
+    from django.conf import settings
+
+    assert deposit(learner, "5").status_code == 200
+    response = live_deposit(learner, "5")
+    assert response.status_code == 200
+    assert settings.SESSION_COOKIE_NAME not in response.cookies
+
+
+def test_read_your_writes_waits_for_the_version_of_the_last_command(learner):
+    deposit(learner, "5")
+    deposit(learner, "6")
+    # No projector runs here: the bounded wait runs out and the answer says which version it waited for.
+    response = learner.get("/lab/query/", {"read_your_writes": "1", "lab_query": "1"}, **HX)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "stale" in html.split('data-testid="query-result"')[1].split("</div>")[0]
+    assert re.search(r"Waited \d+ ms for v=2\.", text_of(html, "query-result"))
+
+
 def test_with_a_live_socket_a_rejection_still_says_why(learner):
     response = live_deposit(learner, "0")
     assert response.status_code == 400
