@@ -172,6 +172,7 @@ class LabConsumer(AsyncWebsocketConsumer):
         self._tokens = PUSH_BURST
         self._refilled_at = 0.0
         self._awaited_read_version = 0  # a command's version whose projection the next push waits for
+        self._projected_version = 0  # the highest read version a "projected" hint has named (this sandbox)
         self._projection_arrived = asyncio.Event()
         session = self.scope.get("session")
         self.session_key = getattr(session, "session_key", None)
@@ -199,11 +200,15 @@ class LabConsumer(AsyncWebsocketConsumer):
         # Only mark the page out of date; one loop per socket turns any number of hints into few pushes.
         reason = str(event.get("reason", ""))
         self._reasons.add(reason)
-        if reason == "command" and event.get("projects_at_once"):
+        if reason == "projected":
+            self._projected_version = max(self._projected_version, _int(event.get("read_version")))
+        elif reason == "command" and event.get("projects_at_once"):
             self._awaited_read_version = max(self._awaited_read_version, _int(event.get("write_version")))
-            self._projection_arrived.clear()
-        elif reason == "projected" and _int(event.get("read_version")) >= self._awaited_read_version:
+        # The projector's hint can overtake the command's own: then there is nothing left to wait for.
+        if self._projected_version >= self._awaited_read_version:
             self._projection_arrived.set()
+        else:
+            self._projection_arrived.clear()
         self._dirty = True
         if self._push_task is None or self._push_task.done():
             self._push_task = asyncio.ensure_future(self._push_while_dirty())
@@ -250,6 +255,7 @@ class LabConsumer(AsyncWebsocketConsumer):
                 # The learner reset the sandbox in another tab: follow the session to the new one.
                 await self.channel_layer.group_discard(self.group, self.channel_name)
                 self.sandbox_id, self.group = sandbox_id, group_name(sandbox_id)
+                self._projected_version = 0  # a new stream counts from v0 again
                 await self.channel_layer.group_add(self.group, self.channel_name)
             await self.send(text_data=push.html)
             if push.later is not None:

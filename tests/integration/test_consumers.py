@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import connections
 from django.test import Client
 
+from concepts import consumers
 from concepts.live import apublish
 from concepts.models import Sandbox
 from reqflow.asgi import application
@@ -188,6 +189,20 @@ async def test_at_lag_zero_a_commands_push_waits_for_its_projection_and_shows_bo
     assert 'id="lab-write-model"' in pushed and 'id="lab-read-model"' in pushed  # one push for both hints
     assert 'id="lab-event-log"' in await communicator.receive_from(timeout=5)  # (its second frame)
     assert await communicator.receive_nothing(timeout=0.3)
+    await communicator.disconnect()
+
+
+async def test_a_projection_hint_that_overtook_the_commands_hint_is_not_waited_for(monkeypatch):
+    monkeypatch.setattr(consumers, "PROJECTION_WAIT_S", 10.0)  # a held push would show as a 10 s wait
+    _, key = await learner()
+    communicator = await connected(key)
+    sandbox = await _sandbox_of(key)
+    await apublish(sandbox.pk, "projected", read_version=1)
+    await apublish(sandbox.pk, "command", write_version=1, projects_at_once=True)
+    frames = [await communicator.receive_from(timeout=5)]
+    while not await communicator.receive_nothing(timeout=0.3):
+        frames.append(await communicator.receive_from())
+    assert any('id="lab-write-model"' in f for f in frames)  # the command's push, not held 10 s
     await communicator.disconnect()
 
 
