@@ -154,13 +154,6 @@ def _in_thread(func: Any) -> Any:
     return sync_to_async(read_and_close, thread_sensitive=False, executor=_PUSH_EXECUTOR)
 
 
-def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
-
-
 class LabConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.sandbox_id: Any = None
@@ -201,9 +194,9 @@ class LabConsumer(AsyncWebsocketConsumer):
         reason = str(event.get("reason", ""))
         self._reasons.add(reason)
         if reason == "projected":
-            self._projected_version = max(self._projected_version, _int(event.get("read_version")))
+            self._projected_version = max(self._projected_version, int(event.get("read_version") or 0))
         elif reason == "command" and event.get("projects_at_once"):
-            self._awaited_read_version = max(self._awaited_read_version, _int(event.get("write_version")))
+            self._awaited_read_version = max(self._awaited_read_version, int(event.get("write_version") or 0))
         # The projector's hint can overtake the command's own: then there is nothing left to wait for.
         if self._projected_version >= self._awaited_read_version:
             self._projection_arrived.set()
