@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from concepts.engine import projection as fold
 from concepts.engine.upcasting import decode
@@ -59,6 +60,8 @@ FALLBACK_POLL_S = 5.0  # only for wake-ups that got lost (another process withou
 PUSH_TIMEOUT_S = 1.0  # a hung channel layer must not stall projection (reliability P6)
 MAX_BACKOFF_S = 10.0
 WAKEUP_GROUP = "projector-wakeup"
+LISTENER_STOP_TRIES = 10
+LISTENER_STOP_WAIT_S = 0.2
 
 
 class _Abort(Exception):
@@ -703,11 +706,7 @@ class Projector:
                         pass
         finally:
             if listener is not None:
-                listener.cancel()
-                try:
-                    await listener
-                except (asyncio.CancelledError, Exception):  # noqa: S110 (a dying listener has nothing to add)
-                    pass
+                await _stop_listener(listener)
             with _LOCAL_LOCK:
                 _LOCAL.discard(self)
             # The dedicated thread owns a connection; close it there, or PostgreSQL keeps the session open.
@@ -759,7 +758,7 @@ class Projector:
         if layer is None:
             return
         channel = None
-        while True:
+        while not self._stopping:
             try:
                 if channel is None:
                     channel = await layer.new_channel()
@@ -773,6 +772,9 @@ class Projector:
                     except Exception:  # noqa: S110 (the group entry expires on its own)
                         pass
                 raise
+            except RedisTimeoutError:
+                # Nothing arrived within a read timeout: an idle listener, not a failure. Same channel, go again.
+                continue
             except Exception:
                 log.warning("projector wake-up listener failed; retrying", exc_info=True)
                 channel = None
@@ -861,6 +863,23 @@ def _send_wakeup(sandbox_id: object) -> None:
 
 
 _PENDING_SENDS: set[asyncio.Task[None]] = set()
+
+
+async def _stop_listener(listener: asyncio.Task[None]) -> None:
+    """Cancel the wake-up listener and wait for it, bounded.
+
+    One cancel is not always enough: on Python 3.11, asyncio.wait_for (inside redis-py's connect) swallows a
+    cancellation that arrives just as the connection completes, and the listener then sat in Redis' blocking
+    receive for good, so stopping the projector hung. Cancelling again reaches it at its next wait.
+    """
+    for _ in range(LISTENER_STOP_TRIES):
+        listener.cancel()
+        done, _ = await asyncio.wait({listener}, timeout=LISTENER_STOP_WAIT_S)
+        if done:
+            if not listener.cancelled() and listener.exception() is not None:
+                log.debug("the wake-up listener ended with %r", listener.exception())
+            return
+    log.warning("the projector's wake-up listener did not stop; leaving it to the event loop's shutdown")
 
 
 def drain(sandbox_ids: Iterable[object] | None = None, *, batch: int = BATCH, max_steps: int = 1_000_000) -> int:

@@ -111,11 +111,20 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Channels -------------------------------------------------------------------------------------
 REDIS_URL = env_url("REDIS_URL", schemes=("redis", "rediss", "unix"))
+REDIS_SOCKET_TIMEOUT_S = 15.0  # above channels_redis' 5 s blocking receive (see CHANNEL_LAYERS)
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 200, "expiry": 30},
+            # channels_redis waits for messages with BZPOPMIN for 5 s; redis-py 8 gives every read a 5 s socket
+            # timeout by default, so an idle receive raced it and raised TimeoutError (an idle socket closed with
+            # 1011, the projector's wake-up listener logged a traceback every 5 s). Reads may take longer than the
+            # blocking pop; a Redis that stops answering is still noticed within REDIS_SOCKET_TIMEOUT_S.
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": REDIS_SOCKET_TIMEOUT_S}],
+                "capacity": 200,
+                "expiry": 30,
+            },
         }
     }
 else:

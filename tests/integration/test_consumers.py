@@ -161,6 +161,20 @@ async def test_a_command_is_pushed_to_another_tab_after_it_commits():
     await other_tab.disconnect()
 
 
+@pytest.mark.redis
+@pytest.mark.slow
+async def test_an_idle_socket_on_redis_still_receives_the_next_push():
+    # channels_redis receives with a 5 s blocking pop; while redis-py's own read timeout was also 5 s, an idle
+    # page's socket died with the read's TimeoutError (close 1011) before anything happened to push.
+    client, key = await learner()
+    idle_tab = await connected(key)
+    await asyncio.sleep(6.5)
+    await post(client, "/lab/command/", {"kind": "deposit", "amount": "7"})
+    pushed = await until(idle_tab, lambda m: version(m, "write-version") == 1)
+    assert "$7.00" in pushed
+    await idle_tab.disconnect()
+
+
 async def test_projector_progress_pushes_only_the_read_side_and_a_command_pushes_everything_log_last():
     client, key = await learner()
     communicator = await connected(key)

@@ -230,7 +230,35 @@ async def test_the_asgi_app_starts_the_embedded_projector_on_its_first_connectio
         assert seen[0] is not None and all(p is seen[0] for p in seen)
         assert len([t for t in asyncio.all_tasks() if t.get_name() == "reqflow-embedded-projector"]) == 1
     finally:
-        await stop_embedded_projector()
+        # Bounded: a stop that hangs is itself the failure (it once hung for good on PostgreSQL + Redis).
+        await asyncio.wait_for(stop_embedded_projector(), 10)
+
+
+@pytest.mark.redis
+async def test_a_projector_listening_for_wakeups_stops_promptly_even_right_after_it_started():
+    # Stopping at once lands the cancellation inside the listener's first connection to Redis, where Python 3.11's
+    # wait_for can swallow it; the listener then waited in Redis' blocking receive and the stop never returned.
+    for _ in range(5):
+        p = Projector(name="probe", listen_for_wakeups=True, fallback_poll_s=30.0)
+        task = asyncio.ensure_future(p.run())
+        await asyncio.sleep(0)
+        started = time.monotonic()
+        p.stop()
+        await asyncio.wait_for(task, 10)
+        assert time.monotonic() - started < 3
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+async def test_an_idle_wakeup_listener_stays_quiet_and_still_wakes_the_projector(running, caplog):
+    sandbox = await sync_to_async(new_sandbox)()
+    await sync_to_async(lambda: Sandbox.objects.filter(pk=sandbox.pk).update(lag_ms=0))()
+    running(name="probe", listen_for_wakeups=True)
+    await asyncio.sleep(6.5)  # past channels_redis' 5 s blocking receive: one idle round trip at least
+    await sync_to_async(append)(sandbox)
+    await sync_to_async(projector._send_wakeup)(sandbox.pk)  # as a web process without a local projector does
+    await eventually(lambda: read_version(sandbox) == 1, timeout=3)
+    assert not [r for r in caplog.records if "listener failed" in r.getMessage()]
 
 
 async def test_database_work_runs_on_the_projector_thread_not_the_event_loop(running):
