@@ -60,16 +60,16 @@ def _measure() -> dict[str, float]:
 def _seed(count: int):
     from decimal import Decimal
 
-    from concepts import persistence
-    from concepts.engine.messages import Deposited, Withdrew
-    from concepts.models import Sandbox
+    from lab import store
+    from lab.engine.messages import Deposited, Withdrew
+    from lab.models import Sandbox
 
     sandbox = Sandbox.objects.create(lag_ms=0, snapshot_interval=0)
     events = [
         Withdrew(amount=Decimal("1.00")) if i % 5 == 4 else Deposited(amount=Decimal("12.34")) for i in range(count)
     ]
     for start in range(0, count, 500):
-        persistence.append(
+        store.append(
             sandbox, events[start : start + 500], start, f"seed-{start}", deposit_schema=1 + (start // 500) % 2
         )
     return sandbox
@@ -79,10 +79,11 @@ async def _measure_async() -> dict[str, float]:
     from asgiref.sync import sync_to_async
     from channels.layers import get_channel_layer
 
-    from concepts import live, readside, writeside
-    from concepts.lab import Progress
-    from concepts.models import Sandbox
-    from concepts.projector import Projector, notify_appended
+    from lab import commands, controls, live, queries
+    from lab.live import wake_projector
+    from lab.models import Sandbox
+    from lab.projector import Projector
+    from lab.types import Progress
 
     to_thread = sync_to_async  # thread-sensitive: one thread, like a sync view under daphne
     layer = get_channel_layer()
@@ -115,19 +116,19 @@ async def _measure_async() -> dict[str, float]:
         sandbox = await to_thread(_seed)(CATCH_UP_EVENTS)
         channel = await subscribe(sandbox)
         started = time.perf_counter()
-        notify_appended(sandbox.pk)
+        wake_projector(sandbox.pk)
         finished = await until_projected(channel, CATCH_UP_EVENTS)
         catch_up.append(CATCH_UP_EVENTS / (finished - started))
-        answer = await to_thread(readside.query)(sandbox)
+        answer = await to_thread(queries.query)(sandbox)
         assert answer.read_version == CATCH_UP_EVENTS and not answer.stale
         # The lab's path: start_rebuild marks the sandbox, the running projector fills the new generation in
         # bounded batches and swaps it in; the clock stops when its final "rebuild" push arrives.
         started = time.perf_counter()
-        await to_thread(readside.start_rebuild)(sandbox)
+        await to_thread(controls.start_rebuild)(sandbox)
         finished = await until_rebuilt(channel)
         rebuild.append(CATCH_UP_EVENTS / (finished - started))
-        assert await to_thread(readside.rebuild_progress)(sandbox) == Progress(CATCH_UP_EVENTS, CATCH_UP_EVENTS, False)
-        assert (await to_thread(readside.query)(sandbox)).balance == answer.balance
+        assert await to_thread(queries.rebuild_progress)(sandbox) == Progress(CATCH_UP_EVENTS, CATCH_UP_EVENTS, False)
+        assert (await to_thread(queries.query)(sandbox)).balance == answer.balance
     results["projector_events_per_s"] = round(statistics.median(catch_up), 1)
     results["rebuild_events_per_s"] = round(statistics.median(rebuild), 1)
 
@@ -136,7 +137,7 @@ async def _measure_async() -> dict[str, float]:
     channel = await subscribe(sandbox)
     latencies = []
     for i in range(300):
-        outcome = await to_thread(writeside.send_command)(sandbox, "deposit", "1")
+        outcome = await to_thread(commands.send_command)(sandbox, "deposit", "1")
         accepted = time.perf_counter()
         assert outcome.accepted and outcome.write_version == i + 1
         latencies.append((await until_projected(channel, outcome.write_version) - accepted) * 1000)
@@ -161,7 +162,7 @@ async def _measure_async() -> dict[str, float]:
     samples = 120  # p99 of 120 is not simply the single worst sample
     receiver = asyncio.ensure_future(receive_all(samples))
     for _ in range(samples):
-        outcome = await to_thread(writeside.send_command)(sandbox, "deposit", "1")
+        outcome = await to_thread(commands.send_command)(sandbox, "deposit", "1")
         recorded[outcome.write_version] = outcome.events[-1].recorded_at.timestamp()
         await asyncio.sleep(0.07)
     await receiver

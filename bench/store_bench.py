@@ -44,13 +44,13 @@ def _measure() -> dict[str, float]:
     setup_django()
     from django.db import connection
 
-    from concepts import persistence, writeside
-    from concepts.engine import decider
-    from concepts.engine.messages import Deposited
-    from concepts.engine.store import Metadata, NewEvent
-    from concepts.models import Sandbox
+    from lab import commands, store
+    from lab.engine import decider
+    from lab.engine.messages import Deposited
+    from lab.engine.store import Metadata, NewEvent
+    from lab.models import Sandbox
 
-    store = persistence.store
+    store = store.event_store
     results: dict[str, float] = {}
 
     # --- appends: one event, one transaction, one fsync each ----------------------------------------------
@@ -89,7 +89,7 @@ def _measure() -> dict[str, float]:
         n = 500
         started = time.perf_counter()
         for _ in range(n):
-            writeside.send_command(sandbox, "deposit", "50")
+            commands.send_command(sandbox, "deposit", "50")
         rates.append(n / (time.perf_counter() - started))
     results["send_command_per_s"] = round(statistics.median(rates), 1)
 
@@ -102,19 +102,19 @@ def _measure() -> dict[str, float]:
         state = decider.initial_state()
         for start in range(0, count, 500):
             chunk = events[start : start + 500]
-            persistence.append(sandbox, chunk, start, "seed", deposit_schema=1 + (start // 500) % 2)
+            store.append(sandbox, chunk, start, "seed", deposit_schema=1 + (start // 500) % 2)
             if snapshot_every:
                 for e in chunk:
                     state = decider.evolve(state, e)
                     if state.version % snapshot_every == 0:
-                        persistence.save_snapshot(sandbox, state, "auto")
+                        store.save_snapshot(sandbox, state, "auto")
         return sandbox
 
     def load_ms(sandbox: Sandbox, expected_version: int) -> float:
         timings = []
         for _ in range(RUNS * 2 + 1):
             started = time.perf_counter()
-            loaded = persistence.load_state(sandbox)
+            loaded = store.load_state(sandbox)
             timings.append((time.perf_counter() - started) * 1000)
             assert loaded.state.version == expected_version
         return round(statistics.median(timings), 3)

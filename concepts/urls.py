@@ -1,11 +1,10 @@
 from django.urls import path
 
-from concepts import lab_views, views
+from concepts import views
 
 app_name = "concepts"
 
 urlpatterns = [
     path("", views.catalog, name="catalog"),
     path("concepts/<slug:slug>/", views.concept_detail, name="detail"),
-    *lab_views.urlpatterns,
 ]

@@ -9,8 +9,6 @@ from django.views.decorators.http import require_safe
 from django.views.decorators.vary import vary_on_headers
 
 from concepts import content
-from concepts.lab_views import lab_context
-from notes.views import notes_context
 
 MAX_QUERY_LENGTH = 100
 
@@ -34,12 +32,9 @@ def concept_detail(request: HttpRequest, slug: str) -> HttpResponse:
     concept = library.get(slug)
     if concept is None:
         raise Http404(f"No concept {slug!r}")
-    context: dict[str, Any] = {}
-    if concept.lab:
-        context.update(lab_context(request))
-    context.update(notes_context(request, concept.slug))
-    # Last, so a key in the lab's or the notes' context can never replace the page's own.
-    context.update(concept=concept, related=[library.concepts[s] for s in concept.related])
+    # The page composes the lab panel and the notes box with their own template tags ({% lab_panel %},
+    # {% notes_box %}): this app knows neither.
+    context: dict[str, Any] = {"concept": concept, "related": [library.concepts[s] for s in concept.related]}
     return render(request, "concepts/concept_detail.html", context)
 
 

@@ -13,13 +13,13 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
 
 from notes.concepts import concept_exists, concept_title, slugs_titled_like
 from notes.forms import NoteForm, NoteSearchForm
 from notes.models import NOTE_MAX_CHARS, Note
 from notes.rendering import plain_excerpt, render_markdown
+from reqflow.http import safe_next
 
 
 def notes_context(request: HttpRequest, concept_slug: str) -> dict[str, Any]:
@@ -51,15 +51,6 @@ def _concept_or_404(slug: str) -> str:
     if not concept_exists(slug):
         raise Http404("No such concept")
     return slug
-
-
-def _safe_next(request: HttpRequest, fallback: str) -> str:
-    candidate = request.POST.get("next") or request.GET.get("next") or ""
-    if candidate and url_has_allowed_host_and_scheme(
-        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return candidate
-    return fallback
 
 
 def _save(owner: Any, slug: str, body: str) -> Note | None:
@@ -117,7 +108,7 @@ def edit(request: HttpRequest, slug: str) -> HttpResponse:
     if request.htmx:
         saved_at = note.updated_at if note else timezone.now()
         return _status(request, "saved", saved_at=saved_at, preview=render_markdown(form.cleaned_data["body"]))
-    return redirect(_safe_next(request, reverse("notes:edit", args=[slug]) + "#notes"))
+    return redirect(safe_next(request, reverse("notes:edit", args=[slug]) + "#notes"))
 
 
 def _own_notes(request: HttpRequest) -> Any:

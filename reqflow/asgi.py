@@ -1,7 +1,7 @@
 """ASGI entry point: HTTP through Django, WebSockets through the origin check, session auth and the lab routes.
 
 daphne implements no ASGI lifespan, so the embedded projector starts on the server's event loop the first
-time any connection arrives (see concepts.projector.start_embedded_projector; it starts once per process).
+time any connection arrives (see lab.projector.start_embedded_projector; it starts once per process).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from concepts.routing import websocket_urlpatterns  # noqa: E402
+from lab.projector import start_embedded_projector  # noqa: E402
+from lab.routing import websocket_urlpatterns  # noqa: E402
 
 
 class StartProjectorOnFirstScope:
@@ -37,8 +38,6 @@ class StartProjectorOnFirstScope:
 
     async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
         if not self.started and settings.EMBEDDED_PROJECTOR:
-            from concepts.projector import start_embedded_projector
-
             start_embedded_projector()
             self.started = True
         return await self.app(scope, receive, send)

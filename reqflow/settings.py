@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "axes",
+    "lab",
     "concepts",
     "accounts",
     "notes",
@@ -227,5 +228,6 @@ LOGGING = {
         "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
         "reqflow": {"handlers": ["console"], "level": LOG_LEVEL},
         "concepts": {"handlers": ["console"], "level": LOG_LEVEL},
+        "lab": {"handlers": ["console"], "level": LOG_LEVEL},
     },
 }

@@ -3,6 +3,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("", include("concepts.urls")),
+    path("", include("lab.urls")),
     path("accounts/", include("accounts.urls")),
     path("notes/", include("notes.urls")),
     path("admin/", admin.site.urls),

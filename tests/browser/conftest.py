@@ -1,6 +1,6 @@
 """A live daphne (the real ASGI app, WebSockets and the in-process projector) and Debian's chromium.
 
-See shared/design/browser-testing.md for why each line is here.
+Each line that is not obvious says why it is here (Debian chromium, a forked daphne, fresh thread pools).
 """
 
 from __future__ import annotations

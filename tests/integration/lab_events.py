@@ -14,7 +14,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
-from concepts.models import Sandbox, StoredEvent
+from lab.models import Sandbox, StoredEvent
 
 
 def new_sandbox(**fields) -> Sandbox:

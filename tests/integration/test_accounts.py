@@ -197,8 +197,8 @@ def test_fewer_failures_than_the_limit_do_not_lock_anyone_out(client, alice):
 
 
 def _anonymous_sandbox(client: Client):
-    from concepts.models import Sandbox
-    from concepts.sandboxes import SESSION_SANDBOX
+    from lab.models import Sandbox
+    from lab.sandboxes import SESSION_SANDBOX
 
     session = client.session
     session.save()
@@ -209,7 +209,7 @@ def _anonymous_sandbox(client: Client):
 
 
 def test_signing_in_hands_the_visitors_lab_sandbox_to_the_account_and_it_comes_back_next_time(client, alice):
-    from concepts.sandboxes import SESSION_SANDBOX
+    from lab.sandboxes import SESSION_SANDBOX
 
     sandbox = _anonymous_sandbox(client)
     assert sign_in(client, "alice", ALICE_PASSWORD).status_code == 302
@@ -233,8 +233,8 @@ def test_signing_up_keeps_the_sandbox_the_visitor_was_using(client):
 
 
 def test_signing_in_never_takes_over_another_accounts_sandbox(client, alice, bob):
-    from concepts.models import Sandbox
-    from concepts.sandboxes import SESSION_SANDBOX
+    from lab.models import Sandbox
+    from lab.sandboxes import SESSION_SANDBOX
 
     bobs = Sandbox.objects.create(user=bob)
     session = client.session

@@ -8,9 +8,9 @@ import pytest
 from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 
-from concepts import persistence
-from concepts.engine.messages import Deposited
-from concepts.models import PurgePermit, Sandbox, StoredEvent
+from lab import store
+from lab.engine.messages import Deposited
+from lab.models import PurgePermit, Sandbox, StoredEvent
 
 pytestmark = [pytest.mark.django_db, pytest.mark.backend]
 
@@ -20,7 +20,7 @@ TABLE = StoredEvent._meta.db_table
 @pytest.fixture
 def sandbox():
     sandbox = Sandbox.objects.create()
-    persistence.append(sandbox, [Deposited(Decimal("50.00")), Deposited(Decimal("5.00"))], 0, "seed")
+    store.append(sandbox, [Deposited(Decimal("50.00")), Deposited(Decimal("5.00"))], 0, "seed")
     return sandbox
 
 
@@ -64,7 +64,7 @@ def test_a_raw_sql_delete_is_refused(sandbox):
 
 def test_a_permit_allows_deleting_only_its_own_sandboxs_events(sandbox):
     other = Sandbox.objects.create()
-    persistence.append(other, [Deposited(Decimal("1.00"))], 0, "other")
+    store.append(other, [Deposited(Decimal("1.00"))], 0, "other")
     with transaction.atomic():
         PurgePermit.objects.create(sandbox_id=sandbox.pk)
         StoredEvent.objects.filter(sandbox_id=sandbox.pk).delete()

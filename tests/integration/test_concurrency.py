@@ -11,14 +11,14 @@ from decimal import Decimal
 import pytest
 from django.db import connection, transaction
 
-from concepts import persistence, writeside
-from concepts.engine.store import ConcurrencyError, Metadata, NewEvent
-from concepts.models import Sandbox, StoredEvent
+from lab import commands, store, timeline
+from lab.engine.store import ConcurrencyError, Metadata, NewEvent
+from lab.models import Sandbox, StoredEvent
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend]
 
 THREADS, APPENDS = 8, 200
-store = persistence.store
+store = store.event_store
 
 
 def one_deposit(cents=100):
@@ -175,19 +175,19 @@ def test_a_transaction_holding_position_n_open_makes_the_next_append_wait_and_th
 
 def test_two_withdrawals_of_80_from_100_at_once_leave_20_and_one_refusal():
     sandbox = Sandbox.objects.create()
-    writeside.send_command(sandbox, "deposit", "100")
+    commands.send_command(sandbox, "deposit", "100")
     barrier = threading.Barrier(2)
     outcomes = []
 
     def withdraw(i):
         barrier.wait(10)
-        outcomes.append(writeside.send_command(sandbox, "withdraw", "80", expected_version=1))
+        outcomes.append(commands.send_command(sandbox, "withdraw", "80", expected_version=1))
 
     run_threads(withdraw, 2)
     assert sorted(o.accepted for o in outcomes) == [False, True]
     refused = next(o for o in outcomes if not o.accepted)
     assert refused.rule in {"concurrency", "no-overdraft"}
-    assert writeside.write_side(sandbox).balance == Decimal("20.00")
+    assert timeline.write_side(sandbox).balance == Decimal("20.00")
 
 
 def test_the_same_command_sent_twice_at_once_appends_once():
@@ -197,7 +197,7 @@ def test_the_same_command_sent_twice_at_once_appends_once():
 
     def send(i):
         barrier.wait(10)
-        outcomes.append(writeside.send_command(sandbox, "deposit", "25", command_id="double-click"))
+        outcomes.append(commands.send_command(sandbox, "deposit", "25", command_id="double-click"))
 
     run_threads(send, 4)
     assert all(o.accepted and o.write_version == 1 for o in outcomes)

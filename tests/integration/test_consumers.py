@@ -15,9 +15,9 @@ from django.conf import settings
 from django.db import connections
 from django.test import Client
 
-from concepts import consumers
-from concepts.live import apublish
-from concepts.models import Sandbox
+from lab import consumers
+from lab.live import apublish
+from lab.models import Sandbox
 from reqflow.asgi import application
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend]

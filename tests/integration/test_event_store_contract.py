@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from concepts.engine.store import ConcurrencyError, InMemoryEventStore, Metadata, NewEvent
-from concepts.persistence import DjangoEventStore
+from lab.engine.store import ConcurrencyError, InMemoryEventStore, Metadata, NewEvent
+from lab.store import DjangoEventStore
 
 pytestmark = pytest.mark.backend
 

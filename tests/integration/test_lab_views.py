@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 import pytest
 from django.test import Client
 
-from concepts.models import Sandbox, StoredEvent
+from lab.models import Sandbox, StoredEvent
 
 CONCEPT = "/concepts/cqrs-event-sourcing/"
 HX = {"HTTP_HX_REQUEST": "true"}

@@ -10,9 +10,10 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
-from concepts import live, projector, readside, writeside
-from concepts.models import DeadLetter, HistoryLine, Sandbox
-from concepts.projector import Projector, notify_appended, start_embedded_projector, stop_embedded_projector
+from lab import controls, live, projector, queries
+from lab.live import wake_projector
+from lab.models import DeadLetter, HistoryLine, Sandbox
+from lab.projector import Projector, start_embedded_projector, stop_embedded_projector
 from tests.integration.lab_events import append, close_sync_to_async_connections, eventually, new_sandbox
 
 pytestmark = [pytest.mark.backend, pytest.mark.django_db(transaction=True)]
@@ -41,7 +42,7 @@ async def running():
 
 
 def read_version(sandbox: Sandbox) -> int:
-    return readside.query(sandbox).read_version
+    return queries.query(sandbox).read_version
 
 
 async def listen(sandbox: Sandbox) -> tuple[object, str]:
@@ -64,11 +65,11 @@ async def test_an_appended_event_is_projected_and_announced_with_its_read_versio
     layer, channel = await listen(sandbox)
     running()
     event = await sync_to_async(append)(sandbox, "Deposited", "50.00")
-    notify_appended(sandbox.pk)
+    wake_projector(sandbox.pk)
     message = await next_projected(layer, channel)
     assert message["read_version"] == 1
     assert message["position"] == event.position
-    answer = await sync_to_async(readside.query)(sandbox)
+    answer = await sync_to_async(queries.query)(sandbox)
     assert (answer.balance, answer.read_version, answer.write_version, answer.stale) == (Decimal("50.00"), 1, 1, False)
 
 
@@ -76,10 +77,10 @@ async def test_an_event_waits_for_its_lag_before_it_is_applied(running):
     sandbox = await sync_to_async(new_sandbox)(lag_ms=1000)
     running()
     event = await sync_to_async(append)(sandbox)
-    notify_appended(sandbox.pk)
+    wake_projector(sandbox.pk)
     await asyncio.sleep(0.5)
     assert await sync_to_async(read_version)(sandbox) == 0
-    in_flight = await sync_to_async(readside.in_flight)(sandbox)
+    in_flight = await sync_to_async(queries.in_flight)(sandbox)
     assert [e.position for e in in_flight] == [event.position]
     assert (in_flight[0].due_at - event.recorded_at).total_seconds() == pytest.approx(1.0)
     await eventually(lambda: read_version(sandbox) == 1, timeout=5)
@@ -91,9 +92,9 @@ async def test_a_shorter_lag_takes_effect_at_once(running):
     sandbox = await sync_to_async(new_sandbox)(lag_ms=10_000)
     running()
     await sync_to_async(append)(sandbox)
-    notify_appended(sandbox.pk)
+    wake_projector(sandbox.pk)
     await asyncio.sleep(0.3)
-    await sync_to_async(writeside.set_lag)(sandbox, "0")  # the lab's control; its commit wakes the projector
+    await sync_to_async(controls.set_lag)(sandbox, "0")  # the lab's control; its commit wakes the projector
     await eventually(lambda: read_version(sandbox) == 1, timeout=3)  # the fallback scan is 30 s away
 
 
@@ -101,17 +102,17 @@ async def test_a_paused_projection_holds_still_and_resumes_from_its_checkpoint(r
     sandbox = await sync_to_async(new_sandbox)()
     running()
     await sync_to_async(append)(sandbox)
-    notify_appended(sandbox.pk)
+    wake_projector(sandbox.pk)
     await eventually(lambda: read_version(sandbox) == 1)
-    await sync_to_async(readside.pause_projection)(sandbox)
+    await sync_to_async(controls.pause_projection)(sandbox)
     await sync_to_async(append)(sandbox)
-    notify_appended(sandbox.pk)
+    wake_projector(sandbox.pk)
     await asyncio.sleep(0.5)
     assert await sync_to_async(read_version)(sandbox) == 1
-    assert (await sync_to_async(readside.projector_status)(sandbox)).state == "paused"
-    await sync_to_async(readside.resume_projection)(sandbox)
+    assert (await sync_to_async(queries.projector_status)(sandbox)).state == "paused"
+    await sync_to_async(controls.resume_projection)(sandbox)
     await eventually(lambda: read_version(sandbox) == 2)
-    assert (await sync_to_async(readside.projector_status)(sandbox)).state == "running"
+    assert (await sync_to_async(queries.projector_status)(sandbox)).state == "running"
 
 
 async def test_a_crashed_projector_restarts_from_its_checkpoint_without_losing_or_repeating_events(running):
@@ -119,13 +120,13 @@ async def test_a_crashed_projector_restarts_from_its_checkpoint_without_losing_o
     running()
     for _ in range(3):
         await sync_to_async(append)(sandbox)
-    notify_appended(sandbox.pk)
+    wake_projector(sandbox.pk)
     await eventually(lambda: read_version(sandbox) == 3)
-    await sync_to_async(readside.crash_projector)(sandbox, 1.0)
+    await sync_to_async(controls.crash_projector)(sandbox, 1.0)
     for _ in range(2):
         await sync_to_async(append)(sandbox)
-    notify_appended(sandbox.pk)
-    status = await sync_to_async(readside.projector_status)(sandbox)
+    wake_projector(sandbox.pk)
+    status = await sync_to_async(queries.projector_status)(sandbox)
     assert status.state == "crashed" and status.crashed_until is not None
     await asyncio.sleep(0.5)
     assert await sync_to_async(read_version)(sandbox) == 3
@@ -134,7 +135,7 @@ async def test_a_crashed_projector_restarts_from_its_checkpoint_without_losing_o
         lambda: list(HistoryLine.objects.filter(sandbox=sandbox).values_list("applied_count", flat=True))
     )()
     assert counts == [1] * 5
-    assert (await sync_to_async(readside.projector_status)(sandbox)).state == "running"
+    assert (await sync_to_async(queries.projector_status)(sandbox)).state == "running"
 
 
 async def test_a_poison_event_stalls_only_its_own_sandbox_and_says_why(running):
@@ -144,20 +145,20 @@ async def test_a_poison_event_stalls_only_its_own_sandbox_and_says_why(running):
     await sync_to_async(append)(poisoned, "Deposited", "5.00")
     bad = await sync_to_async(append)(poisoned, "Deposited", payload={"amount": 12.5})  # a float: cents lost
     await sync_to_async(append)(poisoned, "Deposited", "5.00")
-    notify_appended(poisoned.pk)
+    wake_projector(poisoned.pk)
     for _ in range(3):
         await sync_to_async(append)(healthy)
-        notify_appended(healthy.pk)
+        wake_projector(healthy.pk)
     await eventually(lambda: read_version(healthy) == 3)
-    status = await eventually(lambda: (s := readside.projector_status(poisoned)).state == "stalled" and s)
+    status = await eventually(lambda: (s := queries.projector_status(poisoned)).state == "stalled" and s)
     assert status.stalled_position == bad.position
     assert "decimal string" in status.stalled_reason
     assert status.read_version == 1  # the event before the poison was applied, nothing after it
     await sync_to_async(append)(healthy)
-    notify_appended(healthy.pk)
+    wake_projector(healthy.pk)
     await eventually(lambda: read_version(healthy) == 4)
     # Retrying without fixing the cause dead-letters it again: the projection never skips an event.
-    assert await sync_to_async(readside.retry_dead_letter)(poisoned) == 1
+    assert await sync_to_async(controls.retry_dead_letter)(poisoned) == 1
     await eventually(lambda: DeadLetter.objects.filter(sandbox=poisoned, resolved_at__isnull=True).exists())
     assert await sync_to_async(read_version)(poisoned) == 1
 
@@ -256,7 +257,7 @@ async def test_an_idle_wakeup_listener_stays_quiet_and_still_wakes_the_projector
     running(name="probe", listen_for_wakeups=True)
     await asyncio.sleep(6.5)  # past channels_redis' 5 s blocking receive: one idle round trip at least
     await sync_to_async(append)(sandbox)
-    await sync_to_async(projector._send_wakeup)(sandbox.pk)  # as a web process without a local projector does
+    await sync_to_async(live.send_wakeup)(sandbox.pk)  # as a web process without a local projector does
     await eventually(lambda: read_version(sandbox) == 1, timeout=3)
     assert not [r for r in caplog.records if "listener failed" in r.getMessage()]
 
@@ -276,7 +277,7 @@ async def test_database_work_runs_on_the_projector_thread_not_the_event_loop(run
     try:
         running(name="probe")
         await sync_to_async(append)(sandbox)
-        notify_appended(sandbox.pk)
+        wake_projector(sandbox.pk)
         await eventually(lambda: read_version(sandbox) == 1)
     finally:
         projector.step = original

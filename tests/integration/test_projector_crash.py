@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from concepts import projector, readside
-from concepts.engine import projection
-from concepts.engine.upcasting import decode
-from concepts.models import BalanceView, Checkpoint, HistoryLine, StoredEvent
+from lab import queries, rebuild, store
+from lab.engine import projection
+from lab.engine.upcasting import decode
+from lab.live import wake_projector
+from lab.models import BalanceView, Checkpoint, HistoryLine, StoredEvent
 from tests.integration.lab_events import append, new_sandbox
 
 pytestmark = [pytest.mark.backend, pytest.mark.django_db(transaction=True)]
@@ -131,7 +132,7 @@ def test_a_projector_killed_at_random_points_resumes_exactly_once_from_its_check
     # Let a final worker finish, then a real blue/green rebuild must agree with what survived 20 crashes.
     worker = start_worker(stderr, batch=500, hold_ms=0)
     try:
-        heads = [readside.write_version(s) for s in sandboxes]
+        heads = [queries.write_version(s) for s in sandboxes]
         deadline = time.monotonic() + 60
         while [checkpoint_version(s) for s in sandboxes] != heads:
             assert time.monotonic() < deadline, "the last worker did not catch up"
@@ -140,12 +141,12 @@ def test_a_projector_killed_at_random_points_resumes_exactly_once_from_its_check
         assert stop_worker(worker, signal.SIGTERM) == 0  # SIGTERM exits cleanly
         stderr.close()
     for sandbox in sandboxes:
-        before = readside.read_side(sandbox)
+        before = queries.read_side(sandbox)
         assert_equals_rebuild_from_scratch(sandbox)
-        readside.rebuild_now(sandbox)
-        after = readside.read_side(sandbox)
+        rebuild.rebuild_now(sandbox.pk)
+        after = queries.read_side(sandbox)
         assert (after.balance, after.version, after.history) == (before.balance, before.version, before.history)
-    assert projector.pending_sandboxes() == []
+    assert store.pending_sandboxes() == []
 
 
 @pytest.mark.slow
@@ -173,10 +174,8 @@ def test_two_projector_workers_at_once_never_apply_an_event_twice(tmp_path):
 
 @pytest.mark.redis
 def test_an_append_in_another_process_wakes_a_worker_through_the_channel_layer(tmp_path, settings):
-    """Scaled out: the web process's notify_appended reaches worker processes over Redis, so a worker whose
-    fallback scan is a minute away still applies the event at once."""
-    from concepts.projector import notify_appended
-
+    """Scaled out: the web process's wake-up (lab.live.wake_projector) reaches worker processes over Redis, so a
+    worker whose fallback scan is a minute away still applies the event at once."""
     sandbox = new_sandbox()
     log = tmp_path / "worker.log"
     with log.open("w") as stderr:
@@ -192,7 +191,7 @@ def test_an_append_in_another_process_wakes_a_worker_through_the_channel_layer(t
             assert "projector running" in proc.stdout.readline()
             time.sleep(1.0)  # past its start-up scan and subscribed to the wake-up group
             append(sandbox)
-            notify_appended(sandbox.pk)
+            wake_projector(sandbox.pk)
             deadline = time.monotonic() + 10
             while checkpoint_version(sandbox) < 1:
                 assert time.monotonic() < deadline, f"no wake-up reached the worker:\n{log.read_text()[-3000:]}"

@@ -10,11 +10,13 @@ from asgiref.sync import sync_to_async
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from concepts import projector, readside
-from concepts.engine import projection
-from concepts.engine.upcasting import decode
-from concepts.models import HistoryLine, StoredEvent
-from concepts.projector import Projector, notify_appended
+from lab import commands, controls, projector, queries, rebuild
+from lab.engine import projection
+from lab.engine.upcasting import decode
+from lab.live import wake_projector
+from lab.models import HistoryLine, StoredEvent
+from lab.projector import Projector
+from lab.types import Progress
 from tests.integration.lab_events import append, close_sync_to_async_connections, eventually, new_sandbox
 
 pytestmark = [pytest.mark.backend, pytest.mark.django_db(transaction=True)]
@@ -61,11 +63,11 @@ def test_the_read_model_after_projection_equals_the_fold_of_the_events(events, b
         append(sandbox, kind, amount, schema=schema if kind == "Deposited" else 1)
     projector.drain([sandbox.pk], batch=batch)
     state, lines = expected_fold(sandbox)
-    read = readside.read_side(sandbox)
+    read = queries.read_side(sandbox)
     assert (read.balance, read.version, read.behind) == (state.amount, state.version, 0)
     assert [(h.position, h.version, h.kind, h.amount, h.balance_after) for h in read.history] == [
         (line.position, line.version, line.kind, line.amount, line.balance_after) for line in lines
-    ][-readside.HISTORY_LIMIT :]
+    ][-queries.HISTORY_LIMIT :]
 
 
 def test_a_query_reports_both_versions_so_staleness_is_explicit():
@@ -73,22 +75,22 @@ def test_a_query_reports_both_versions_so_staleness_is_explicit():
     append(sandbox, "Deposited", "50.00")
     projector.drain([sandbox.pk])
     append(sandbox, "Withdrew", "20.00")
-    answer = readside.query(sandbox)
+    answer = queries.query(sandbox)
     assert (answer.balance, answer.read_version, answer.write_version, answer.stale) == (
         Decimal("50.00"),
         1,
         2,
         True,
     )
-    assert readside.read_side(sandbox).behind == 1
+    assert queries.read_side(sandbox).behind == 1
 
 
 async def test_read_your_writes_waits_until_the_projector_reaches_the_version(running):
     sandbox = await sync_to_async(new_sandbox)(lag_ms=400)
     running()
     await sync_to_async(append)(sandbox, "Deposited", "50.00")
-    notify_appended(sandbox.pk)
-    answer = await readside.aquery(sandbox, 1, timeout_s=5)
+    wake_projector(sandbox.pk)
+    answer = await queries.aquery(sandbox, 1, timeout_s=5)
     assert answer.read_version == 1 and not answer.stale
     assert answer.balance == Decimal("50.00")
     assert answer.waited_ms >= 250  # it really waited for the lag, woken by the projector's push
@@ -96,11 +98,11 @@ async def test_read_your_writes_waits_until_the_projector_reaches_the_version(ru
 
 async def test_read_your_writes_gives_up_after_its_timeout_and_says_it_is_stale(running):
     sandbox = await sync_to_async(new_sandbox)()
-    await sync_to_async(readside.pause_projection)(sandbox)
+    await sync_to_async(controls.pause_projection)(sandbox)
     running()
     await sync_to_async(append)(sandbox)
-    notify_appended(sandbox.pk)
-    answer = await readside.aquery(sandbox, 1, timeout_s=0.3)
+    wake_projector(sandbox.pk)
+    answer = await queries.aquery(sandbox, 1, timeout_s=0.3)
     assert answer.stale and answer.read_version == 0 and answer.write_version == 1
     assert 300 <= answer.waited_ms < 3000
 
@@ -108,7 +110,7 @@ async def test_read_your_writes_gives_up_after_its_timeout_and_says_it_is_stale(
 async def test_read_your_writes_without_a_version_answers_at_once():
     sandbox = await sync_to_async(new_sandbox)()
     await sync_to_async(append)(sandbox)
-    answer = await readside.aquery(sandbox, None)
+    answer = await queries.aquery(sandbox, None)
     assert answer.stale and answer.waited_ms == 0
 
 
@@ -118,18 +120,18 @@ async def test_the_retroactive_model_catches_up_from_position_zero_while_the_bal
         await sync_to_async(append)(sandbox, "Deposited", amount)
     await sync_to_async(append)(sandbox, "Withdrew", "1.00")
     running(batch=2)
-    notify_appended(sandbox.pk)
-    await eventually(lambda: readside.query(sandbox).read_version == 5)
-    before = await sync_to_async(readside.retro_model)(sandbox)
+    wake_projector(sandbox.pk)
+    await eventually(lambda: queries.query(sandbox).read_version == 5)
+    before = await sync_to_async(queries.retro_model)(sandbox)
     assert not before.enabled and before.largest_deposit is None
-    await sync_to_async(readside.enable_retro_model)(sandbox)
-    view = await eventually(lambda: (v := readside.retro_model(sandbox)).progress.done == 5 and v)
+    await sync_to_async(controls.enable_retro_model)(sandbox)
+    view = await eventually(lambda: (v := queries.retro_model(sandbox)).progress.done == 5 and v)
     second = await sync_to_async(lambda: StoredEvent.objects.filter(sandbox=sandbox).order_by("position")[1])()
     assert view.largest_deposit == Decimal("70.00")
     assert view.largest_deposit_position == second.position  # the first time the maximum was reached
     assert view.deposits_seen == 4
     assert not view.progress.running
-    assert (await sync_to_async(readside.query)(sandbox)).balance == Decimal("156.00")
+    assert (await sync_to_async(queries.query)(sandbox)).balance == Decimal("156.00")
 
 
 async def test_a_rebuild_swaps_in_atomically_while_queries_keep_answering(running):
@@ -141,19 +143,19 @@ async def test_a_rebuild_swaps_in_atomically_while_queries_keep_answering(runnin
 
     async def keep_querying():
         while not stop.is_set():
-            a = await sync_to_async(readside.query)(sandbox)
+            a = await sync_to_async(queries.query)(sandbox)
             answers.append((a.balance, a.read_version))
             await asyncio.sleep(0)
 
     querying = asyncio.ensure_future(keep_querying())
     running(rebuild_batch=25)
-    progress = await sync_to_async(readside.start_rebuild)(sandbox)
+    progress = await sync_to_async(controls.start_rebuild)(sandbox)
     assert progress.running and progress.total == 600
-    assert (await sync_to_async(readside.projector_status)(sandbox)).state == "rebuilding"
+    assert (await sync_to_async(queries.projector_status)(sandbox)).state == "rebuilding"
     seen_progress = set()
 
     def finished():
-        p = readside.rebuild_progress(sandbox)
+        p = queries.rebuild_progress(sandbox)
         seen_progress.add(p.done)
         return not p.running
 
@@ -168,16 +170,16 @@ async def test_a_rebuild_swaps_in_atomically_while_queries_keep_answering(runnin
         lambda: set(HistoryLine.objects.filter(sandbox=sandbox).values_list("generation", flat=True))
     )()
     assert generations == {2}
-    assert await sync_to_async(readside.rebuild_progress)(sandbox) == readside.Progress(600, 600, False)
+    assert await sync_to_async(queries.rebuild_progress)(sandbox) == Progress(600, 600, False)
 
 
 def test_rebuilds_are_capped_and_the_refusal_is_a_clear_message():
-    sandboxes = [new_sandbox() for _ in range(readside.MAX_CONCURRENT_REBUILDS + 1)]
+    sandboxes = [new_sandbox() for _ in range(rebuild.MAX_CONCURRENT_REBUILDS + 1)]
     for s in sandboxes[:-1]:
-        readside.start_rebuild(s)
-    with pytest.raises(readside.RebuildBusy, match="try again"):
-        readside.start_rebuild(sandboxes[-1])
-    assert readside.start_rebuild(sandboxes[0]).running  # asking again for a running one is not a new rebuild
+        controls.start_rebuild(s)
+    with pytest.raises(controls.RebuildBusy, match="try again"):
+        controls.start_rebuild(sandboxes[-1])
+    assert controls.start_rebuild(sandboxes[0]).running  # asking again for a running one is not a new rebuild
 
 
 def test_a_rebuild_chases_a_live_model_that_keeps_moving():
@@ -185,27 +187,25 @@ def test_a_rebuild_chases_a_live_model_that_keeps_moving():
     for _ in range(30):
         append(sandbox)
     projector.drain([sandbox.pk])
-    readside.start_rebuild(sandbox)
-    projector.rebuild_step(sandbox.pk, limit=10)
+    controls.start_rebuild(sandbox)
+    rebuild.rebuild_step(sandbox.pk, limit=10)
     for _ in range(5):
         append(sandbox)
     projector.drain([sandbox.pk], batch=3)
-    assert readside.rebuild_progress(sandbox) == readside.Progress(35, 35, False)
-    assert readside.query(sandbox).read_version == 35
+    assert queries.rebuild_progress(sandbox) == Progress(35, 35, False)
+    assert queries.query(sandbox).read_version == 35
     state, _ = expected_fold(sandbox)
-    assert readside.query(sandbox).balance == state.amount
+    assert queries.query(sandbox).balance == state.amount
 
 
 async def test_a_command_through_the_write_side_wakes_the_projector_and_read_your_writes_sees_it(running):
-    from concepts import writeside
-
     sandbox = await sync_to_async(new_sandbox)(lag_ms=200)
     running(fallback_poll_s=60.0)  # only the append path's wake-up can bring the event in time
     await asyncio.sleep(0.1)  # past the start-up scan
-    outcome = await sync_to_async(writeside.send_command)(sandbox, "deposit", "50")
+    outcome = await sync_to_async(commands.send_command)(sandbox, "deposit", "50")
     assert outcome.accepted
-    answer = await readside.aquery(sandbox, outcome.write_version, timeout_s=5)
+    answer = await queries.aquery(sandbox, outcome.write_version, timeout_s=5)
     assert (answer.balance, answer.read_version, answer.stale) == (Decimal("50.00"), outcome.write_version, False)
     assert answer.waited_ms < 5000
-    history = (await sync_to_async(readside.read_side)(sandbox)).history
+    history = (await sync_to_async(queries.read_side)(sandbox)).history
     assert [(h.position, h.kind, h.amount) for h in history] == [(outcome.last_position, "deposit", Decimal("50.00"))]

@@ -10,8 +10,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from concepts import projector, readside
-from concepts.models import BalanceView, Checkpoint, HistoryLine, Sandbox
+from lab import projector, queries, rebuild
+from lab.models import BalanceView, Checkpoint, HistoryLine, Sandbox
+from lab.types import Progress
 from tests.integration.lab_events import append, new_sandbox
 
 pytestmark = [pytest.mark.backend, pytest.mark.django_db(transaction=True)]
@@ -21,7 +22,7 @@ def projected(sandbox, amounts):
     for kind, amount in amounts:
         append(sandbox, kind, amount)
     projector.drain([sandbox.pk])
-    return readside.read_side(sandbox)
+    return queries.read_side(sandbox)
 
 
 def test_rebuild_projection_for_one_sandbox_swaps_in_an_equal_read_model():
@@ -32,7 +33,7 @@ def test_rebuild_projection_for_one_sandbox_swaps_in_an_equal_read_model():
     out = io.StringIO()
     call_command("rebuild_projection", "--sandbox", str(sandbox.pk), stdout=out)
     assert f"sandbox {sandbox.pk}: rebuilt 3 events" in out.getvalue()
-    after = readside.read_side(sandbox)
+    after = queries.read_side(sandbox)
     assert (after.balance, after.version, after.history) == (before.balance, before.version, before.history)
     assert after.balance == Decimal("37.25")
     assert Sandbox.objects.get(pk=sandbox.pk).live_generation == 2
@@ -49,7 +50,7 @@ def test_rebuild_projection_without_a_sandbox_rebuilds_every_active_one():
     call_command("rebuild_projection", stdout=out)
     assert "rebuilt 3 sandbox(es)" in out.getvalue()
     assert [Sandbox.objects.get(pk=s.pk).live_generation for s in sandboxes] == [2, 2, 2]
-    assert [readside.query(s).balance for s in sandboxes] == [Decimal("2.00")] * 3
+    assert [queries.query(s).balance for s in sandboxes] == [Decimal("2.00")] * 3
 
 
 def test_rebuild_projection_refuses_an_unknown_or_malformed_sandbox_id():
@@ -66,24 +67,24 @@ def test_a_rebuild_shows_what_the_live_model_showed_and_leaves_events_in_flight_
         append(sandbox, "Deposited", amount, recorded_at=long_ago)
     append(sandbox, "Deposited", "1000.00")  # still within its 10 s lag
     projector.drain([sandbox.pk])
-    assert readside.query(sandbox).read_version == 3
-    readside.rebuild_now(sandbox)
-    answer = readside.query(sandbox)
+    assert queries.query(sandbox).read_version == 3
+    rebuild.rebuild_now(sandbox.pk)
+    answer = queries.query(sandbox)
     assert (answer.balance, answer.read_version, answer.write_version) == (Decimal("60.00"), 3, 4)
-    assert [e.version for e in readside.in_flight(sandbox)] == [4]
+    assert [e.version for e in queries.in_flight(sandbox)] == [4]
 
 
 def test_a_second_rebuild_uses_a_fresh_generation_and_drops_the_old_ones():
     sandbox = new_sandbox()
     projected(sandbox, [("Deposited", "5.00")] * 4)
-    readside.rebuild_now(sandbox)
-    readside.rebuild_now(sandbox)
+    rebuild.rebuild_now(sandbox.pk)
+    rebuild.rebuild_now(sandbox.pk)
     assert Sandbox.objects.get(pk=sandbox.pk).live_generation == 3
     assert set(BalanceView.objects.filter(sandbox=sandbox).values_list("generation", flat=True)) == {3}
-    assert readside.rebuild_progress(sandbox) == readside.Progress(4, 4, False)
-    assert readside.query(sandbox).balance == Decimal("20.00")
+    assert queries.rebuild_progress(sandbox) == Progress(4, 4, False)
+    assert queries.query(sandbox).balance == Decimal("20.00")
 
 
 def test_a_sandbox_never_rebuilt_reports_no_rebuild_progress():
     sandbox = new_sandbox()
-    assert readside.rebuild_progress(sandbox) == readside.Progress(0, 0, False)
+    assert queries.rebuild_progress(sandbox) == Progress(0, 0, False)

@@ -14,8 +14,8 @@ from django.core.management import call_command
 from django.test import RequestFactory, override_settings
 from django.utils import timezone
 
-from concepts import sandboxes, writeside
-from concepts.models import (
+from lab import commands, sandboxes, timeline
+from lab.models import (
     BalanceView,
     Checkpoint,
     CommandRecord,
@@ -59,12 +59,12 @@ def test_the_sandbox_survives_the_session_key_rotating():
 def test_reset_retires_the_old_sandbox_and_starts_an_empty_one():
     request = visit()
     old = sandboxes.sandbox_for_request(request)
-    writeside.send_command(old, "deposit", "50")
+    commands.send_command(old, "deposit", "50")
     fresh = sandboxes.reset_sandbox(request)
     assert fresh != old
     assert Sandbox.objects.get(pk=old.pk).retired_at is not None
     assert sandboxes.sandbox_for_request(visit(request.session)) == fresh
-    assert writeside.write_side(fresh).version == 0
+    assert timeline.write_side(fresh).version == 0
 
 
 @override_settings(LAB_MAX_SANDBOXES_PER_SESSION=3)
@@ -93,7 +93,7 @@ def test_the_sandbox_follows_the_account_across_sign_out_and_sign_in(alice):
     first_visit = visit()
     mine = sandboxes.sandbox_for_request(first_visit)
     sandboxes.adopt_session_sandbox(first_visit, alice)
-    writeside.send_command(mine, "deposit", "42")
+    commands.send_command(mine, "deposit", "42")
 
     later = visit()  # signed out: a new session with its own anonymous sandbox
     stranger_view = sandboxes.sandbox_for_request(later)
@@ -101,7 +101,7 @@ def test_the_sandbox_follows_the_account_across_sign_out_and_sign_in(alice):
     sandboxes.adopt_session_sandbox(later, alice)
     current = sandboxes.sandbox_for_request(visit(later.session, alice))
     assert current == mine
-    assert writeside.write_side(current).balance == Decimal("42.00")
+    assert timeline.write_side(current).balance == Decimal("42.00")
 
 
 def test_a_signed_out_session_never_sees_the_accounts_sandbox(alice):
@@ -134,7 +134,7 @@ def test_activity_is_touched_only_when_it_is_minutes_old():
 def busy_sandbox(days_idle):
     sandbox = Sandbox.objects.create(snapshot_interval=2)
     for _ in range(3):
-        writeside.send_command(sandbox, "deposit", "10")
+        commands.send_command(sandbox, "deposit", "10")
     BalanceView.objects.create(sandbox=sandbox, amount=Decimal("30.00"), version=3)
     Checkpoint.objects.create(sandbox=sandbox, projection="balance", position=3, version=3)
     HistoryLine.objects.create(

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from concepts.engine.decider import (
+from lab.engine.decider import (
     RULE_CENTS,
     RULE_MAX,
     RULE_NO_OVERDRAFT,
@@ -19,7 +19,7 @@ from concepts.engine.decider import (
     initial_state,
     parse_amount,
 )
-from concepts.engine.messages import AccountState, Deposit, Deposited, Rejected, Withdraw, Withdrew
+from lab.engine.messages import AccountState, Deposit, Deposited, Rejected, Withdraw, Withdrew
 
 D = Decimal
 

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from concepts.engine import decider
-from concepts.engine.messages import Deposited, Withdrew
-from concepts.engine.projection import (
+from lab.engine import decider
+from lab.engine.messages import Deposited, Withdrew
+from lab.engine.projection import (
     BalanceState,
     LargestDepositState,
     ProjectionError,

@@ -7,10 +7,10 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from concepts.engine.decider import fold
-from concepts.engine.messages import Deposited, Withdrew
-from concepts.engine.replay import StoredSnapshot, load, usable_snapshot
-from concepts.engine.snapshots import fingerprint, state_to_dict
+from lab.engine.decider import fold
+from lab.engine.messages import Deposited, Withdrew
+from lab.engine.replay import StoredSnapshot, load, usable_snapshot
+from lab.engine.snapshots import fingerprint, state_to_dict
 
 D = Decimal
 

@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from concepts.engine.decider import evolve
-from concepts.engine.messages import AccountState
-from concepts.engine.snapshots import (
+from lab.engine.decider import evolve
+from lab.engine.messages import AccountState
+from lab.engine.snapshots import (
     SNAPSHOT_SCHEMA,
     UnusableSnapshot,
     fingerprint,

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from concepts.engine.store import ConcurrencyError, InMemoryEventStore, Metadata, NewEvent
+from lab.engine.store import ConcurrencyError, InMemoryEventStore, Metadata, NewEvent
 
 
 def new(n=1):

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from concepts.engine.messages import Deposited, Withdrew
-from concepts.engine.upcasting import UnreadableEvent, decode, encode, upcast
+from lab.engine.messages import Deposited, Withdrew
+from lab.engine.upcasting import UnreadableEvent, decode, encode, upcast
 
 
 def test_a_v1_deposit_is_upcast_to_cents_and_a_currency():

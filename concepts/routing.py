@@ -1,9 +1,0 @@
-from __future__ import annotations
-
-from django.urls import path
-
-from concepts.consumers import LabConsumer
-
-websocket_urlpatterns = [
-    path("ws/lab/", LabConsumer.as_asgi()),
-]

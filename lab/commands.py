@@ -1,0 +1,172 @@
+"""Commands: what changes the write model. A deposit or withdrawal, and a snapshot on demand.
+
+A command is one transaction: idempotency check, load (snapshot + tail), decide, append, snapshot, command
+record. The projector's wake-up and the pushes to open pages go out only after that transaction committed
+(lab.live.after_commit). Every function takes a Sandbox the caller resolved from the session.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from lab import live, store
+from lab.engine import decider
+from lab.engine.messages import AccountState, Deposit, Deposited, Rejected, Withdraw, Withdrew
+from lab.engine.replay import Loaded
+from lab.engine.snapshots import fingerprint, is_due
+from lab.engine.store import ConcurrencyError
+from lab.engine.upcasting import UnreadableEvent
+from lab.limits import check_command_id
+from lab.models import Sandbox
+from lab.timeline import event_view, snapshot_view
+from lab.types import CommandOutcome, EventView, SnapshotView
+
+KINDS = {"deposit": Deposit, "withdraw": Withdraw}
+RULE_CONCURRENCY = "concurrency"
+RULE_LIMIT = "limit"
+RULE_UNREADABLE = "unreadable"
+
+
+def send_command(
+    sandbox: Sandbox,
+    kind: str,
+    amount: str | Decimal,
+    command_id: str | None = None,
+    expected_version: int | None = None,
+) -> CommandOutcome:
+    """Run one command. Never raises for a refused command: the outcome says why (a rule key, a message).
+
+    `command_id` makes it idempotent (the same id returns the first outcome, appends nothing); `expected_version`
+    is the version the learner saw, and a different head is a "concurrency" outcome. A text amount is parsed by
+    the engine's rule; a Decimal goes to the decider as it is (the decider checks every amount it is given).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"Unknown command {kind!r}: use deposit or withdraw.")
+    command_id = check_command_id(command_id or uuid.uuid4().hex)
+    parsed = decider.parse_amount(amount) if isinstance(amount, str) else amount
+    try:
+        with transaction.atomic():
+            store.lock_for_append()
+            return _send_locked(sandbox, kind, parsed, command_id, expected_version)
+    except (ConcurrencyError, IntegrityError):
+        # After the rollback: a twin request with the same id may have won; then its outcome is ours too.
+        first = store.command_outcome(sandbox, command_id)
+        if first is not None:
+            return _replayed(first)
+        now = store.head_version(sandbox)
+        return _refused(RULE_CONCURRENCY, f"The account changed meanwhile (now v={now}): retry.", now)
+
+
+def _send_locked(
+    sandbox: Sandbox, kind: str, parsed: Decimal | Rejected, command_id: str, expected_version: int | None
+) -> CommandOutcome:
+    first = store.command_outcome(sandbox, command_id)
+    if first is not None:
+        return _replayed(first)
+    try:
+        loaded = store.load_state(sandbox)
+    except UnreadableEvent as exc:
+        head = store.head_version(sandbox)
+        return _refused(RULE_UNREADABLE, f"Rejected: the write model cannot load ({exc}).", head)
+    state = loaded.state
+    if expected_version is not None and expected_version != state.version:
+        raise ConcurrencyError(sandbox.stream_id, expected_version, state.version)
+    limit = settings.LAB_MAX_EVENTS_PER_SANDBOX
+    if state.version >= limit:
+        return _refused(RULE_LIMIT, f"This sandbox is full ({limit:,} events): reset it to start again.", state.version)
+    decision = parsed if isinstance(parsed, Rejected) else decider.decide(state, KINDS[kind](amount=parsed))
+    store.record_load(sandbox, loaded)
+    if isinstance(decision, Rejected):
+        outcome = _record(sandbox, command_id, kind, accepted=False, message=f"Rejected: {decision.message}",
+                          rule=decision.rule, version=state.version, positions=[])  # fmt: skip
+        return _outcome(outcome, [])
+    return _append(sandbox, kind, command_id, loaded, decision)
+
+
+def _append(
+    sandbox: Sandbox, kind: str, command_id: str, loaded: Loaded, decision: list[Deposited | Withdrew]
+) -> CommandOutcome:
+    state = loaded.state
+    recorded = store.append(sandbox, decision, state.version, command_id)
+    new_state = decider.fold(decision, state)
+    _snapshot_if_due(sandbox, loaded, state, new_state)
+    message = f"{_describe(decision[-1])} → v={new_state.version}"
+    outcome = _record(sandbox, command_id, kind, accepted=True, message=message, rule=None,
+                      version=new_state.version, positions=[r.position for r in recorded])  # fmt: skip
+    # Open pages hold this push a moment for the projection when it is due at once (lag 0, projector running),
+    # so one push shows both models at the new version instead of two racing the projector for the CPU.
+    projects_at_once = sandbox.lag_ms == 0 and not sandbox.projector_paused and sandbox.projector_crashed_until is None
+    live.after_commit(sandbox.pk, "command", write_version=new_state.version, projects_at_once=projects_at_once)
+    return _outcome(outcome, [event_view(r) for r in recorded])
+
+
+def _snapshot_if_due(sandbox: Sandbox, loaded: Loaded, state: AccountState, new_state: AccountState) -> None:
+    if loaded.stale_snapshot_seen:
+        # The newest snapshot no longer matches the code: lay a fresh one at the head we just computed.
+        store.save_snapshot(sandbox, state, "replaced")
+    if is_due(state.version, new_state.version, sandbox.snapshot_interval):
+        store.save_snapshot(sandbox, new_state, "auto")
+
+
+def _record(
+    sandbox: Sandbox,
+    command_id: str,
+    kind: str,
+    *,
+    accepted: bool,
+    message: str,
+    rule: str | None,
+    version: int,
+    positions: list[int],
+) -> dict[str, Any]:
+    """Keep the command's first outcome, so that a re-sent command id returns it and appends nothing."""
+    outcome = {"accepted": accepted, "message": message, "rule": rule, "write_version": version, "positions": positions}
+    store.record_command(sandbox, command_id, kind, accepted, outcome)
+    return outcome
+
+
+def _describe(event: Deposited | Withdrew) -> str:
+    verb = "Deposited" if isinstance(event, Deposited) else "Withdrew"
+    return f"{verb} ${event.amount:,.2f}"
+
+
+def _refused(rule: str, message: str, version: int) -> CommandOutcome:
+    return CommandOutcome(
+        accepted=False, message=message, rule=rule, events=[], write_version=version, last_position=None
+    )
+
+
+def _outcome(data: dict[str, Any], events: list[EventView], replayed: bool = False) -> CommandOutcome:
+    positions = data.get("positions") or []
+    return CommandOutcome(
+        accepted=bool(data["accepted"]),
+        message=str(data["message"]),
+        rule=data.get("rule"),
+        events=events,
+        write_version=int(data["write_version"]),
+        last_position=positions[-1] if positions else None,
+        replayed=replayed,
+    )
+
+
+def _replayed(data: dict[str, Any]) -> CommandOutcome:
+    events = [event_view(r) for r in store.event_store.read_positions(data.get("positions") or [])]
+    return _outcome(data, events, replayed=True)
+
+
+def take_snapshot(sandbox: Sandbox) -> SnapshotView:
+    """Snapshot the write model at its head now (replacing a stale one at the same version)."""
+    with transaction.atomic():
+        store.lock_for_append()
+        loaded = store.load_state(sandbox)
+        if loaded.state.version == 0:
+            raise ValueError("Nothing to snapshot yet: the account has no events.")
+        store.save_snapshot(sandbox, loaded.state, "manual")
+        store.record_load(sandbox, loaded)
+        live.after_commit(sandbox.pk, "snapshot", wake=False)
+    return snapshot_view(store.snapshot_at(sandbox, loaded.state.version), fingerprint())

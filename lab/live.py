@@ -1,0 +1,122 @@
+"""Hints between the lab's parts: tell the open pages that something changed, and wake the projector.
+
+A push is only a hint carrying versions; the page's consumer re-reads the state, so a lost or coalesced push
+never loses information. A wake-up only shortens the projector's sleep; its fallback scan finds whatever a lost
+one leaves behind. Both go out after the change committed (`after_commit`), never before: a page told too early
+would re-read the old state, and a projector woken too early would find nothing to do and sleep on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any, Protocol
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+
+log = logging.getLogger(__name__)
+
+MESSAGE_TYPE = "lab.changed"  # handled by LabConsumer.lab_changed
+WAKEUP_GROUP = "projector-wakeup"  # run_projector workers listen here (scaled-out mode)
+WAKEUP_TIMEOUT_S = 1.0  # a hung channel layer must not hold up the request that committed
+
+
+def group_name(sandbox_id: object) -> str:
+    return f"lab-{sandbox_id}"
+
+
+def message(reason: str, **fields: Any) -> dict[str, Any]:
+    return {"type": MESSAGE_TYPE, "reason": reason, **fields}
+
+
+async def apublish(sandbox_id: object, reason: str, **fields: Any) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        await layer.group_send(group_name(sandbox_id), message(reason, **fields))
+    except Exception:  # a push is a hint: a full or unreachable layer must never fail the caller
+        log.warning("push to %s failed", group_name(sandbox_id), exc_info=True)
+
+
+def publish(sandbox_id: object, reason: str, **fields: Any) -> None:
+    """From synchronous code (views, management commands). Call it after the transaction committed."""
+    async_to_sync(apublish)(sandbox_id, reason, **fields)
+
+
+def after_commit(sandbox_id: object, reason: str, *, wake: bool = True, **fields: Any) -> None:
+    """Once the current transaction commits: wake the projector (unless `wake` is False) and tell the sandbox's
+    open pages why (`reason`, with `fields`). Outside a transaction both happen at once.
+
+    Each hint runs on its own and robustly: the change is committed, so a failing hint must never turn it into
+    an error for the learner, nor stop the other hint.
+    """
+    if wake:
+        transaction.on_commit(lambda: wake_projector(sandbox_id), robust=True)
+    transaction.on_commit(lambda: publish(sandbox_id, reason, **fields), robust=True)
+
+
+# --- Waking the projector ------------------------------------------------------------------------------
+
+
+class Wakeable(Protocol):
+    def notify(self, sandbox_id: object | None = None) -> None: ...
+
+
+_LOCAL: set[Wakeable] = set()  # projectors running in this process
+_LOCAL_LOCK = threading.Lock()
+_PENDING_SENDS: set[asyncio.Task[None]] = set()
+
+
+def register_projector(projector: Wakeable) -> None:
+    with _LOCAL_LOCK:
+        _LOCAL.add(projector)
+
+
+def unregister_projector(projector: Wakeable) -> None:
+    with _LOCAL_LOCK:
+        _LOCAL.discard(projector)
+
+
+def wake_projector(sandbox_id: object) -> None:
+    """Wake the projector after a change committed. Thread-safe; cheap when no projector runs here.
+
+    A projector in this process is told directly; worker processes (scaled-out mode, `manage.py run_projector`)
+    through the channel layer, unless this process runs the embedded projector, which then does the work.
+    """
+    with _LOCAL_LOCK:
+        local = list(_LOCAL)
+    for projector in local:
+        projector.notify(sandbox_id)
+    if settings.REDIS_URL and not (local and settings.EMBEDDED_PROJECTOR):
+        send_wakeup(sandbox_id)
+
+
+def send_wakeup(sandbox_id: object) -> None:
+    """Tell worker processes through the channel layer. Best effort: their fallback scan catches anything a lost
+    wake-up leaves behind."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    wakeup = {"type": "projector.wakeup", "sandbox": str(sandbox_id)}
+
+    async def send() -> None:
+        try:
+            await asyncio.wait_for(layer.group_send(WAKEUP_GROUP, wakeup), WAKEUP_TIMEOUT_S)
+        except Exception:
+            log.warning("projector wake-up could not be sent", exc_info=True)
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if loop is not None:
+        task = loop.create_task(send())
+        _PENDING_SENDS.add(task)  # a strong reference until it is done: the loop keeps only a weak one
+        task.add_done_callback(_PENDING_SENDS.discard)
+    else:
+        async_to_sync(send)()

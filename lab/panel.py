@@ -1,0 +1,302 @@
+"""The panel: a lab state turned into HTML parts. Used by the views (full page, htmx answers) and by the
+WebSocket consumer (pushes) alike, so every update path renders the same partials of templates/lab/panel.html.
+
+A partial's name equals the DOM id it replaces. An htmx answer or a push sends the part that changed most
+(`main`) and the others out of band (hx-swap-oob), so a page is current even when its WebSocket is down.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.http import HttpRequest, QueryDict
+from django.template.loader import render_to_string
+from django.urls import reverse
+
+from lab import forms, queries, timeline
+from lab.models import Sandbox
+from lab.sandboxes import sandbox_for_request
+from lab.types import EventPage, LabState, QueryAnswer, ReplayFrame, TimeTravelView
+
+PANEL = "lab/panel.html"
+WS_PATH = "/ws/lab/"
+LOG_PER_PAGE = 10
+QUERY_WAIT_S = 5.0
+FLASH_KEY = "lab_flash"  # a no-JavaScript form's outcome, kept in the session for the one render after it
+
+# Partials every push and every htmx response refreshes out of band. Per-tab views (time travel, replay, query
+# answer, a paged or filtered log) are not here: the consumer cannot know which one a tab is looking at.
+LIVE_PARTS = (
+    "lab-versions",
+    "lab-expected-version",
+    "lab-summary",
+    "lab-write-model",
+    "lab-projection",
+    "lab-read-model",
+    "lab-read-history",
+    "lab-event-log",
+    "lab-snapshots",
+    "lab-rebuild",
+    "lab-retro",
+    "lab-schema",
+)
+
+# A push sends these after the rest, in a frame of their own. The log is most of a push's HTML (a row per event
+# with its payload and ids); rendered, sent and swapped together with the versions, it held the read version
+# back on the page by as long.
+LATER_PARTS = ("lab-event-log", "lab-snapshots", "lab-schema")
+
+# What the projector changes: a push caused only by projector progress re-renders just these, so the page
+# swaps (and the server renders) about a third of the HTML while the read model catches up.
+READ_SIDE_PARTS = (
+    "lab-versions",
+    "lab-summary",
+    "lab-projection",
+    "lab-read-model",
+    "lab-read-history",
+    "lab-rebuild",
+    "lab-retro",
+)
+
+SHORT_ANSWER_PARTS = ("lab-command-result", "lab-command-id", "lab-expected-version")
+
+
+@dataclass(frozen=True)
+class CommandAnswer:
+    """What the short answer to a command renders: its outcome, a fresh command id and the version it left."""
+
+    result: dict[str, Any]
+    expected_version: int
+    command_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # Taken after the commit: any state read later is at least this new, and older pushes must not undo it.
+    expected_version_stamp: int = field(default_factory=time.time_ns)
+
+
+@dataclass
+class Panel:
+    """Everything templates/lab/panel.html renders; the concept page receives it as `lab`."""
+
+    state: LabState
+    next: str
+    log_page: int = 1
+    log_type: str = ""
+    command_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    result: dict[str, Any] | None = None  # the last command's outcome, for this tab only
+    controls_message: dict[str, Any] | None = None  # {"ok": bool, "text": str}
+    query: QueryAnswer | None = None
+    query_waited_for: int | None = None
+    tt_version: int = 0
+    replay_version: int = 0
+    errors: dict[str, str] = field(default_factory=dict)
+    amount: str = ""
+    ws_path: str = WS_PATH
+    presets: tuple[str, ...] = forms.AMOUNT_PRESETS
+    speeds: tuple[str, ...] = ("0.25", "0.5", "1", "2", "4")
+
+    @property
+    def expected_version(self) -> int:
+        return self.state.write.version
+
+    @property
+    def expected_version_stamp(self) -> int:
+        return self.state.stamp
+
+    @property
+    def lag_s(self) -> str:
+        return f"{self.state.projector.lag_ms / 1000:.1f}"
+
+    @property
+    def max_version(self) -> int:
+        return self.state.write.version
+
+    @property
+    def server_now_ms(self) -> int:
+        now = self.state.server_now
+        return int(now.timestamp() * 1000) if now else 0
+
+    # The log page, time travel and replay frames are read only when a partial that shows them renders, so a
+    # push of the read side alone never pays for them.
+    @cached_property
+    def log(self) -> EventPage:
+        return timeline.event_page(self.state.sandbox, self.log_page, self.log_type or None, per_page=LOG_PER_PAGE)
+
+    @cached_property
+    def time_travel(self) -> TimeTravelView:
+        return timeline.state_at(self.state.sandbox, self.tt_version)
+
+    @cached_property
+    def replay(self) -> ReplayFrame:
+        return timeline.replay_frame(self.state.sandbox, self.replay_version)
+
+    @cached_property
+    def in_flight(self) -> list[dict[str, Any]]:
+        """Each event between the models with its due time, as text now and as epoch ms for lab.js's countdown."""
+        now_ms = self.server_now_ms
+        rows = []
+        for event in self.state.in_flight:
+            due_ms = int(event.due_at.timestamp() * 1000)
+            rows.append({"event": event, "due_ms": due_ms, "remaining_s": f"{max(0, due_ms - now_ms) / 1000:.1f}"})
+        return rows
+
+    @property
+    def crash_due_ms(self) -> int | None:
+        until = self.state.projector.crashed_until
+        return int(until.timestamp() * 1000) if until else None
+
+    @property
+    def crash_remaining_s(self) -> str:
+        due = self.crash_due_ms
+        return f"{max(0, (due or 0) - self.server_now_ms) / 1000:.1f}"
+
+    @property
+    def log_newer_page(self) -> int | None:
+        return self.log.page - 1 if self.log.page > 1 else None
+
+    @property
+    def log_older_page(self) -> int | None:
+        return self.log.page + 1 if self.log.page < self.log.pages else None
+
+    @property
+    def replay_prev(self) -> int:
+        return max(0, self.replay_version - 1)
+
+    @property
+    def replay_next(self) -> int:
+        return min(self.max_version, self.replay_version + 1)
+
+    @cached_property
+    def log_rows(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "event": e,
+                "json": _event_json(e),
+                "raw_json": json.dumps(e.raw_payload, default=str),
+                "upcast_json": json.dumps(e.upcast_payload, default=str),
+            }
+            for e in self.log.events
+        ]
+
+    @cached_property
+    def history(self) -> list[Any]:
+        """The read side's newest transactions first, at most ten (the full list is the event log's job)."""
+        return list(reversed(self.state.read.history))[:10]
+
+
+def _event_json(event: Any) -> str:
+    return json.dumps(
+        {
+            "position": event.position,
+            "version": event.version,
+            "type": event.event_type,
+            "schema_version": event.schema_version,
+            "recorded_at": event.recorded_at.isoformat(),
+            "payload": event.raw_payload,
+            "upcast_payload": event.upcast_payload,
+            "event_id": event.event_id,
+            "command_id": event.command_id,
+            "correlation_id": event.correlation_id,
+            "causation_id": event.causation_id,
+        },
+        indent=2,
+        default=str,
+    )
+
+
+# --- Building the panel --------------------------------------------------------------------------------------
+
+
+def _clamp(version: int | None, state: LabState, default: int) -> int:
+    if version is None:
+        return default
+    return max(0, min(version, state.write.version))
+
+
+def build_panel(
+    request: HttpRequest | None,
+    sandbox: Sandbox,
+    *,
+    params: QueryDict | None = None,
+    next_url: str | None = None,
+    sandbox_is_fresh: bool = False,
+    **overrides: Any,
+) -> Panel:
+    """The panel for this request; `params` carries the per-tab views (log page and filter, time travel, replay)."""
+    state = queries.lab_state(sandbox, sandbox_is_fresh=sandbox_is_fresh)
+    params = params if params is not None else QueryDict()
+    log_form = forms.LogForm({"page": params.get("log_page") or None, "type": params.get("log_type", "")})
+    log_page, log_type = 1, ""
+    if log_form.is_valid():
+        log_page = log_form.cleaned_data["page"] or 1
+        log_type = log_form.cleaned_data["type"] or ""
+    tt_form = forms.VersionForm({"version": params.get("tt") or None})
+    tt = _clamp(tt_form.cleaned_data["version"] if tt_form.is_valid() else None, state, state.write.version)
+    rp_form = forms.VersionForm({"version": params.get("replay") or None})
+    rp = _clamp(rp_form.cleaned_data["version"] if rp_form.is_valid() else None, state, 0)
+    panel = Panel(
+        state=state,
+        log_page=log_page,
+        log_type=log_type,
+        next=next_url if next_url is not None else _default_next(request),
+        tt_version=tt,
+        replay_version=rp,
+    )
+    for key, value in overrides.items():
+        setattr(panel, key, value)
+    return panel
+
+
+def _default_next(request: HttpRequest | None) -> str:
+    if request is None:
+        return reverse("lab:page")
+    # A lab endpoint is never a page to come back to; the standalone lab page is.
+    if request.resolver_match and request.resolver_match.namespace == "lab":
+        return reverse("lab:page")
+    return request.path
+
+
+def panel_for_page(request: HttpRequest) -> Panel:
+    """The panel for a full page (the concept page or the standalone lab page): its per-tab views from the URL,
+    the outcome a no-JavaScript form left in the session, and a query answer when the URL asks for one."""
+    sandbox = sandbox_for_request(request)
+    flash = request.session.pop(FLASH_KEY, None) or {}
+    panel = build_panel(
+        request,
+        sandbox,
+        params=request.GET,
+        next_url=request.path,
+        result=flash.get("result"),
+        controls_message=flash.get("controls"),
+    )
+    if request.GET.get("lab_query"):
+        if request.GET.get("read_your_writes"):
+            panel.query_waited_for = queries.write_version(sandbox)
+            panel.query = async_to_sync(queries.aquery)(sandbox, panel.query_waited_for, QUERY_WAIT_S)
+        else:
+            panel.query = queries.query(sandbox)
+    return panel
+
+
+# --- Rendering -----------------------------------------------------------------------------------------------
+
+
+def render_parts(
+    panel: Panel | CommandAnswer,
+    names: tuple[str, ...] | list[str],
+    *,
+    main: str | None = None,
+    request: HttpRequest | None = None,
+) -> str:
+    """The main partial (swapped into the element htmx targets) followed by out-of-band partials."""
+    chunks = []
+    if main:
+        chunks.append(render_to_string(f"{PANEL}#{main}", {"lab": panel, "oob": False}, request=request))
+    for name in names:
+        if name != main:
+            chunks.append(render_to_string(f"{PANEL}#{name}", {"lab": panel, "oob": True}, request=request))
+    return "\n".join(chunks)

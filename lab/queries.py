@@ -1,0 +1,302 @@
+"""Queries of the read side, and the whole panel's state: what the projector built and how far behind it is.
+
+Reads never open a transaction (on SQLite that would take the write lock); instead each read that depends on the
+live generation checks it again afterwards and retries if a rebuild swapped generations in between.
+Every function takes a Sandbox the caller resolved from the session and returns the dataclasses of lab.types.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.utils import timezone
+
+from lab import live, rebuild, store, timeline
+from lab.models import (
+    BALANCE,
+    RETRO_GENERATION,
+    BalanceView,
+    Checkpoint,
+    DeadLetter,
+    HistoryLine,
+    LargestDepositView,
+    Sandbox,
+)
+from lab.types import (
+    HistoryLineView,
+    InFlightEvent,
+    LabState,
+    Progress,
+    ProjectorStatus,
+    QueryAnswer,
+    ReadSide,
+    RetroModelView,
+)
+
+T = TypeVar("T")
+
+HISTORY_LIMIT = 200  # lines returned, newest last; the panel shows the latest few
+IN_FLIGHT_LIMIT = 50
+MAX_WAIT_S = 30.0
+ZERO = Decimal("0.00")
+
+
+def lab_state(sandbox: Sandbox, *, sandbox_is_fresh: bool = False) -> LabState:
+    """Read the whole panel's state. The read side is read before the write side so the page can never show a read
+    model ahead of the write model it follows. `sandbox_is_fresh`: the caller read the row just now."""
+    stamp = time.time_ns()
+    if not sandbox_is_fresh:
+        sandbox = Sandbox.objects.get(pk=sandbox.pk)  # settings may have changed since the caller loaded it
+    read = read_side(sandbox)
+    # The sandbox row was read just above, and the checkpoint with the projector's status: the other read-side
+    # views need not read them again each.
+    projector = projector_status(sandbox, refresh=False)
+    flying = in_flight(sandbox, refresh=False, after_position=projector.checkpoint_position)
+    rebuilding = rebuild_progress(sandbox, refresh=False, live_version=projector.read_version)
+    retro = retro_model(sandbox, refresh=False)
+    write = timeline.write_side(sandbox)
+    return LabState(
+        sandbox=sandbox,
+        write=write,
+        read=read,
+        projector=projector,
+        in_flight=flying,
+        snapshots=timeline.snapshots(sandbox),
+        snapshot_interval=sandbox.snapshot_interval,
+        deposit_schema_version=sandbox.deposit_schema_version,
+        rebuild=rebuilding,
+        retro=retro,
+        event_count=write.version,
+        event_limit=settings.LAB_MAX_EVENTS_PER_SANDBOX,
+        stamp=stamp,
+        server_now=timezone.now(),
+    )
+
+
+def write_version(sandbox: Sandbox) -> int:
+    """The write model's version: the stream's head."""
+    return store.head_version(sandbox)
+
+
+# --- The read model -------------------------------------------------------------------------------------------
+
+
+def _fresh(sandbox: Sandbox) -> Sandbox:
+    return Sandbox.objects.get(pk=sandbox.pk)
+
+
+def _live_generation(sandbox_id: Any) -> int:
+    return int(Sandbox.objects.filter(pk=sandbox_id).values_list("live_generation", flat=True).get())
+
+
+def _consistent(sandbox_id: Any, read: Callable[[int], T]) -> T:
+    """Run read(generation) until the live generation is the same before and after it.
+
+    Generations only grow, so an unchanged number means no swap committed while the rows were read.
+    """
+    for _ in range(5):
+        generation = _live_generation(sandbox_id)
+        value = read(generation)
+        if _live_generation(sandbox_id) == generation:
+            return value
+    return value
+
+
+def _balance(sandbox_id: Any, generation: int) -> tuple[Decimal, int]:
+    row = BalanceView.objects.filter(sandbox_id=sandbox_id, generation=generation).values_list("amount", "version")
+    found = row.first()
+    return (found[0], int(found[1])) if found else (ZERO, 0)
+
+
+def read_side(sandbox: Sandbox) -> ReadSide:
+    def read(generation: int) -> tuple[tuple[Decimal, int], list[HistoryLineView]]:
+        balance = _balance(sandbox.pk, generation)
+        rows = HistoryLine.objects.filter(sandbox_id=sandbox.pk, generation=generation).order_by("-position")
+        lines = [
+            HistoryLineView(
+                position=r.position,
+                version=r.version,
+                kind=r.kind,
+                amount=r.amount,
+                balance_after=r.balance_after,
+                recorded_at=r.recorded_at,
+            )
+            for r in rows[:HISTORY_LIMIT]
+        ]
+        lines.reverse()
+        return balance, lines
+
+    (amount, version), history = _consistent(sandbox.pk, read)
+    written = write_version(sandbox)  # after the read model, so `behind` is never negative
+    return ReadSide(balance=amount, version=version, history=history, behind=max(0, written - version))
+
+
+def _answer(sandbox: Sandbox, waited_ms: int = 0) -> QueryAnswer:
+    amount, version = _consistent(sandbox.pk, lambda g: _balance(sandbox.pk, g))
+    written = write_version(sandbox)
+    return QueryAnswer(
+        balance=amount,
+        read_version=version,
+        write_version=written,
+        answered_at=timezone.now(),
+        waited_ms=waited_ms,
+        stale=version < written,
+    )
+
+
+def query(sandbox: Sandbox) -> QueryAnswer:
+    """The read model's answer, with both versions so the staleness is explicit."""
+    return _answer(sandbox)
+
+
+async def aquery(sandbox: Sandbox, wait_for_version: int | None, timeout_s: float = 5.0) -> QueryAnswer:
+    """Read-your-writes: wait (bounded) until the read model reaches `wait_for_version`, then answer.
+
+    The wait listens on the sandbox's Channels group, where the projector pushes "projected" after each commit
+    (in this process or, scaled out, through Redis), and re-reads only when a push could satisfy it. It
+    subscribes before the first read, so a commit between that read and the wait cannot be missed. When the
+    time runs out the answer comes back marked stale.
+    """
+    started = time.monotonic()
+
+    def waited() -> int:
+        return int((time.monotonic() - started) * 1000)
+
+    if not wait_for_version or wait_for_version <= 0:
+        return await sync_to_async(_answer)(sandbox)
+    deadline = started + max(0.0, min(float(timeout_s), MAX_WAIT_S))
+    layer = get_channel_layer()
+    group = live.group_name(sandbox.pk)
+    channel = None
+    if layer is not None:
+        channel = await layer.new_channel()
+        await layer.group_add(group, channel)
+    try:
+        while True:
+            answer = await sync_to_async(_answer)(sandbox, waited())
+            if answer.read_version >= wait_for_version:
+                return answer
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return QueryAnswer(
+                    balance=answer.balance,
+                    read_version=answer.read_version,
+                    write_version=answer.write_version,
+                    answered_at=answer.answered_at,
+                    waited_ms=waited(),
+                    stale=True,
+                )
+            await _wait_for_push(layer, channel, wait_for_version, remaining)
+    finally:
+        if layer is not None and channel is not None:
+            await layer.group_discard(group, channel)
+
+
+async def _wait_for_push(layer: Any, channel: str | None, wanted: int, remaining: float) -> None:
+    if layer is None or channel is None:  # no layer configured: a bounded, slow re-read is all that is left
+        await asyncio.sleep(min(remaining, 0.25))
+        return
+    deadline = time.monotonic() + remaining
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        try:
+            message = await asyncio.wait_for(layer.receive(channel), left)
+        except TimeoutError:
+            return
+        if message.get("reason") != "projected":
+            continue
+        if int(message.get("read_version") or 0) >= wanted or message.get("swapped"):
+            return
+
+
+# --- The projector, as one sandbox sees it --------------------------------------------------------------------
+
+
+def _open_dead_letter(sandbox: Sandbox, projection: str = BALANCE) -> DeadLetter | None:
+    return (
+        DeadLetter.objects.filter(sandbox_id=sandbox.pk, projection=projection, resolved_at__isnull=True)
+        .order_by("position")
+        .first()
+    )
+
+
+def _projector_state(sandbox: Sandbox, dead: DeadLetter | None, crashed: bool) -> str:
+    if crashed:
+        return "crashed"
+    if sandbox.projector_paused:
+        return "paused"
+    if dead is not None:
+        return "stalled"
+    if sandbox.rebuilding_generation is not None:
+        return "rebuilding"
+    return "running"
+
+
+def projector_status(sandbox: Sandbox, *, refresh: bool = True) -> ProjectorStatus:
+    fresh = _fresh(sandbox) if refresh else sandbox
+    cp = (
+        Checkpoint.objects.filter(sandbox_id=fresh.pk, projection=BALANCE, generation=fresh.live_generation)
+        .values_list("position", "version")
+        .first()
+    ) or (0, 0)
+    dead = _open_dead_letter(fresh)
+    crashed = fresh.projector_crashed_until is not None and fresh.projector_crashed_until > timezone.now()
+    return ProjectorStatus(
+        state=_projector_state(fresh, dead, crashed),
+        checkpoint_position=int(cp[0]),
+        read_version=int(cp[1]),
+        lag_ms=fresh.lag_ms,
+        crashed_until=fresh.projector_crashed_until if crashed else None,
+        stalled_reason=dead.error if dead is not None else None,
+        stalled_position=dead.position if dead is not None else None,
+    )
+
+
+def in_flight(sandbox: Sandbox, *, refresh: bool = True, after_position: int | None = None) -> list[InFlightEvent]:
+    """Events the write side holds and the read model does not yet, each with when it falls due.
+
+    `after_position`: the live checkpoint's position, when the caller has just read it."""
+    fresh = _fresh(sandbox) if refresh else sandbox
+    position = after_position
+    if position is None:
+        position = (
+            Checkpoint.objects.filter(sandbox_id=fresh.pk, projection=BALANCE, generation=fresh.live_generation)
+            .values_list("position", flat=True)
+            .first()
+        ) or 0
+    lag = dt.timedelta(milliseconds=fresh.lag_ms)
+    rows = store.events_after(fresh.pk, position, IN_FLIGHT_LIMIT)
+    return [InFlightEvent(position=p, version=v, event_type=t, recorded_at=at, due_at=at + lag) for p, v, t, at in rows]
+
+
+def rebuild_progress(sandbox: Sandbox, *, refresh: bool = True, live_version: int | None = None) -> Progress:
+    """How far a rebuild is. refresh=False trusts the sandbox row as given; `live_version`: the live checkpoint's
+    version, when the caller has just read it."""
+    if refresh:
+        return rebuild.progress(sandbox.pk, live_version=live_version)
+    generations = (sandbox.live_generation, sandbox.rebuilding_generation)
+    return rebuild.progress(sandbox.pk, generations, live_version=live_version)
+
+
+def retro_model(sandbox: Sandbox, *, refresh: bool = True) -> RetroModelView:
+    fresh = _fresh(sandbox) if refresh else sandbox
+    view = LargestDepositView.objects.filter(sandbox_id=fresh.pk, generation=RETRO_GENERATION).first()
+    done = view.version if view is not None else 0
+    total = write_version(fresh) if fresh.retro_model_enabled else 0
+    return RetroModelView(
+        enabled=fresh.retro_model_enabled,
+        largest_deposit=view.amount if view is not None else None,
+        largest_deposit_position=view.position if view is not None else None,
+        deposits_seen=view.deposits_seen if view is not None else 0,
+        progress=Progress(done=done, total=max(total, done), running=fresh.retro_model_enabled and done < total),
+    )

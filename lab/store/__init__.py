@@ -1,0 +1,56 @@
+"""The event store on Django's database: the only code that touches the events, snapshots, command-record and
+load-report tables. Everything else in the lab reads and writes events through the names exported here.
+
+  events.py     the engine.store contract: append (one guarded INSERT per event) and reads; the head version
+  snapshots.py  snapshots, and loading the write model from the nearest valid one
+  records.py    command records (idempotency) and load reports
+  reads.py      log pages, the version at a moment, in-flight events, the projector's feed, pending sandboxes
+  purge.py      the only deletes: one whole sandbox, or everything (flush)
+  values.py     Python <-> database values for the raw SQL
+
+docs/architecture.md explains the ordering guarantees (why positions commit in order on both databases).
+"""
+
+from lab.store.events import (
+    DjangoEventStore,
+    DuplicateEventId,
+    append,
+    domain_event,
+    event_store,
+    head_version,
+    lock_for_append,
+    read_all_after,
+    read_stream,
+    sandbox_id_of,
+)
+from lab.store.purge import delete_all_events, purge_sandbox
+from lab.store.reads import event_page, events_after, events_for_projection, pending_sandboxes, version_at_time
+from lab.store.records import command_outcome, record_command, record_load
+from lab.store.snapshots import load_state, save_snapshot, snapshot_at, snapshots_of
+
+__all__ = [
+    "DjangoEventStore",
+    "DuplicateEventId",
+    "append",
+    "command_outcome",
+    "delete_all_events",
+    "domain_event",
+    "event_page",
+    "event_store",
+    "events_after",
+    "events_for_projection",
+    "head_version",
+    "load_state",
+    "lock_for_append",
+    "pending_sandboxes",
+    "purge_sandbox",
+    "read_all_after",
+    "read_stream",
+    "record_command",
+    "record_load",
+    "sandbox_id_of",
+    "save_snapshot",
+    "snapshot_at",
+    "snapshots_of",
+    "version_at_time",
+]

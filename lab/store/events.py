@@ -1,0 +1,322 @@
+"""The events table: the engine.store contract (append, read) on Django's database, and the sandbox-level helpers.
+
+Raw SQL through django.db.connection on purpose: the append is the hot path (one command per transaction, each
+commit an fsync at synchronous=FULL), so it is one guarded INSERT per event and nothing else.
+
+Ordering: on SQLite every atomic block starts with BEGIN IMMEDIATE (settings), so the write lock is held before
+the expected version is read, and positions are handed out in commit order. On PostgreSQL the append takes
+`LOCK TABLE ... IN EXCLUSIVE MODE` first (reads still flow), for the same guarantee: a reader following
+positions can never see a higher position commit before a lower one.
+"""
+
+# ruff: noqa: S608  (SQL is built only from model table names; every value is a parameter)
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
+from django.utils import timezone
+
+from lab.engine.messages import Event
+from lab.engine.store import ConcurrencyError, Metadata, NewEvent, RecordedEvent
+from lab.engine.upcasting import decode, encode, upcast
+from lab.models import Sandbox, StoredEvent
+from lab.store.values import db_uuid, py_json, py_time, py_uuid
+
+EVENTS = StoredEvent._meta.db_table
+
+_COLUMNS = (
+    "position, stream_id, version, event_type, schema_version, payload, event_id, command_id, "
+    "correlation_id, causation_id, recorded_at"
+)
+
+# One statement does the optimistic check and the insert: it inserts nothing unless the stream's head is the
+# expected version. UNIQUE(stream_id, version) stays as the backstop if anything ever bypasses the lock.
+_INSERT = (
+    f"INSERT INTO {EVENTS} (sandbox_id, stream_id, version, event_type, schema_version, payload, event_id, "
+    "command_id, correlation_id, causation_id, recorded_at) "
+    "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s "
+    f"WHERE COALESCE((SELECT MAX(version) FROM {EVENTS} WHERE stream_id = %s), 0) = %s "
+    "RETURNING position"
+)
+_INSERT_QMARK = _INSERT.replace("%s", "?")
+_HEAD_QMARK = f"SELECT COALESCE(MAX(version), 0) FROM {EVENTS} WHERE stream_id = ?"
+
+
+class DuplicateEventId(ValueError):
+    """An event id that is already stored: the same event sent twice, which the store refuses."""
+
+
+def _row(row: Sequence[Any]) -> RecordedEvent:
+    return RecordedEvent(
+        position=row[0],
+        stream_id=row[1],
+        version=row[2],
+        event_type=row[3],
+        schema_version=row[4],
+        payload=py_json(row[5]),
+        event_id=py_uuid(row[6]),
+        command_id=row[7],
+        correlation_id=py_uuid(row[8]),
+        causation_id=py_uuid(row[9]),
+        recorded_at=py_time(row[10]),
+    )
+
+
+def sandbox_id_of(stream_id: str) -> uuid.UUID:
+    """Streams are named account-<sandbox uuid>; the sandbox column lets a purge and the projector find them."""
+    _, _, rest = stream_id.partition("-")
+    try:
+        return uuid.UUID(rest)
+    except ValueError:
+        raise ValueError(f"stream id {stream_id!r} is not account-<sandbox uuid>") from None
+
+
+def lock_for_append() -> None:
+    """Serialise appenders on PostgreSQL (no-op on SQLite, where BEGIN IMMEDIATE already did). Inside atomic()."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {EVENTS} IN EXCLUSIVE MODE")
+
+
+# --- the store --------------------------------------------------------------------------------------
+
+
+class DjangoEventStore:
+    """engine.store.EventStore on the `default` database."""
+
+    def append(
+        self, stream_id: str, events: Sequence[NewEvent], expected_version: int, metadata: Metadata
+    ) -> list[RecordedEvent]:
+        if expected_version < 0:
+            raise ValueError("expected_version must be 0 or more")
+        sandbox_id = sandbox_id_of(stream_id)
+        db = connections[DEFAULT_DB_ALIAS]
+        try:
+            if db.vendor == "sqlite" and not db.in_atomic_block and db.get_autocommit():
+                return self._append_sqlite(db, sandbox_id, stream_id, events, expected_version, metadata)
+            # At the top level this is exactly BEGIN IMMEDIATE; INSERT; COMMIT. Nested in a caller's transaction
+            # it is a savepoint, so a refused append leaves the caller's transaction usable and nothing half-done.
+            with transaction.atomic():
+                return self._append_locked(sandbox_id, stream_id, events, expected_version, metadata)
+        except IntegrityError as exc:
+            actual = self.stream_version(stream_id)
+            if actual != expected_version:
+                raise ConcurrencyError(stream_id, expected_version, actual) from exc
+            raise DuplicateEventId(f"an event id of this append is already stored: {exc}") from exc
+
+    def _append_sqlite(
+        self,
+        db: Any,
+        sandbox_id: uuid.UUID,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: int,
+        metadata: Metadata,
+    ) -> list[RecordedEvent]:
+        """The hot path: a standalone append on SQLite, straight on the DB-API connection.
+
+        Same statements as the general path (BEGIN IMMEDIATE; guarded INSERT per event; COMMIT), minus Django's
+        per-statement wrappers, which cost about as much as the INSERT itself. Only used outside atomic(), so
+        Django's transaction bookkeeping never sees a transaction it did not start.
+        """
+        db.ensure_connection()
+        raw = db.connection
+        at = timezone.now()
+        db_at = db.ops.adapt_datetimefield_value(at)
+        head = [sandbox_id.hex, stream_id]
+        tail = [metadata.command_id, metadata.correlation_id.hex, metadata.causation_id.hex, db_at, stream_id]
+        rows = [
+            (
+                *head,
+                expected_version + i + 1,
+                e.event_type,
+                e.schema_version,
+                json.dumps(e.payload),
+                e.event_id.hex,
+                *tail,
+                expected_version + i,
+            )
+            for i, e in enumerate(events)
+        ]
+        with db.wrap_database_errors:
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                positions = []
+                for params in rows:
+                    found = raw.execute(_INSERT_QMARK, params).fetchone()
+                    if found is None:
+                        actual = raw.execute(_HEAD_QMARK, (stream_id,)).fetchone()[0]
+                        raise ConcurrencyError(stream_id, expected_version, actual)
+                    positions.append(found[0])
+                raw.execute("COMMIT")
+            except BaseException:
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                raise
+        return [
+            RecordedEvent(
+                position=position,
+                stream_id=stream_id,
+                version=expected_version + i + 1,
+                event_type=e.event_type,
+                schema_version=e.schema_version,
+                payload=dict(e.payload),
+                event_id=e.event_id,
+                command_id=metadata.command_id,
+                correlation_id=metadata.correlation_id,
+                causation_id=metadata.causation_id,
+                recorded_at=at,
+            )
+            for i, (e, position) in enumerate(zip(events, positions, strict=True))
+        ]
+
+    def _append_locked(
+        self,
+        sandbox_id: uuid.UUID,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: int,
+        metadata: Metadata,
+    ) -> list[RecordedEvent]:
+        lock_for_append()
+        ops = connection.ops
+        at = timezone.now()
+        db_at = ops.adapt_datetimefield_value(at)
+        db_sandbox = db_uuid(sandbox_id)
+        correlation, causation = db_uuid(metadata.correlation_id), db_uuid(metadata.causation_id)
+        recorded: list[RecordedEvent] = []
+        with connection.cursor() as cursor:
+            for i, event in enumerate(events):
+                expected = expected_version + i
+                cursor.execute(
+                    _INSERT,
+                    (
+                        db_sandbox,
+                        stream_id,
+                        expected + 1,
+                        event.event_type,
+                        event.schema_version,
+                        ops.adapt_json_value(event.payload, None),
+                        db_uuid(event.event_id),
+                        metadata.command_id,
+                        correlation,
+                        causation,
+                        db_at,
+                        stream_id,
+                        expected,
+                    ),
+                )
+                found = cursor.fetchone()
+                if found is None:
+                    cursor.execute(f"SELECT COALESCE(MAX(version), 0) FROM {EVENTS} WHERE stream_id = %s", [stream_id])
+                    raise ConcurrencyError(stream_id, expected_version, cursor.fetchone()[0])
+                recorded.append(
+                    RecordedEvent(
+                        position=found[0],
+                        stream_id=stream_id,
+                        version=expected + 1,
+                        event_type=event.event_type,
+                        schema_version=event.schema_version,
+                        payload=dict(event.payload),
+                        event_id=event.event_id,
+                        command_id=metadata.command_id,
+                        correlation_id=metadata.correlation_id,
+                        causation_id=metadata.causation_id,
+                        recorded_at=at,
+                    )
+                )
+        return recorded
+
+    def stream_version(self, stream_id: str) -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT COALESCE(MAX(version), 0) FROM {EVENTS} WHERE stream_id = %s", [stream_id])
+            return int(cursor.fetchone()[0])
+
+    def read_stream(
+        self, stream_id: str, after_version: int = 0, up_to_version: int | None = None
+    ) -> list[RecordedEvent]:
+        sql = f"SELECT {_COLUMNS} FROM {EVENTS} WHERE stream_id = %s AND version > %s"
+        params: list[Any] = [stream_id, after_version]
+        if up_to_version is not None:
+            sql += " AND version <= %s"
+            params.append(up_to_version)
+        with connection.cursor() as cursor:
+            cursor.execute(sql + " ORDER BY version", params)
+            return [_row(r) for r in cursor.fetchall()]
+
+    def read_all_after(
+        self, position: int, limit: int = 1000, sandbox_id: uuid.UUID | None = None
+    ) -> list[RecordedEvent]:
+        sql = f"SELECT {_COLUMNS} FROM {EVENTS} WHERE position > %s"
+        params: list[Any] = [position]
+        if sandbox_id is not None:
+            sql += " AND sandbox_id = %s"
+            params.append(db_uuid(sandbox_id))
+        with connection.cursor() as cursor:
+            cursor.execute(sql + " ORDER BY position LIMIT %s", [*params, max(0, limit)])
+            return [_row(r) for r in cursor.fetchall()]
+
+    def read_positions(self, positions: Sequence[int]) -> list[RecordedEvent]:
+        if not positions:
+            return []
+        marks = ", ".join(["%s"] * len(positions))
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {_COLUMNS} FROM {EVENTS} WHERE position IN ({marks}) ORDER BY position", positions)
+            return [_row(r) for r in cursor.fetchall()]
+
+
+event_store = DjangoEventStore()
+
+
+# --- sandbox-level helpers ---------------------------------------------------------------------------
+
+
+def append(
+    sandbox: Sandbox,
+    events: Sequence[Event],
+    expected_version: int,
+    command_id: str,
+    correlation_id: uuid.UUID | None = None,
+    causation_id: uuid.UUID | None = None,
+    deposit_schema: int | None = None,
+) -> list[RecordedEvent]:
+    """Store domain events in the sandbox's stream, deposits in its chosen schema. Raises ConcurrencyError."""
+    schema = deposit_schema if deposit_schema is not None else sandbox.deposit_schema_version
+    meta = Metadata.for_command(command_id)
+    if correlation_id is not None or causation_id is not None:
+        meta = Metadata(
+            command_id=command_id,
+            correlation_id=correlation_id or meta.correlation_id,
+            causation_id=causation_id or meta.causation_id,
+        )
+    new = [NewEvent(*encode(event, schema)) for event in events]
+    return event_store.append(sandbox.stream_id, new, expected_version, meta)
+
+
+def read_stream(sandbox: Sandbox, after_version: int = 0, up_to_version: int | None = None) -> list[RecordedEvent]:
+    return event_store.read_stream(sandbox.stream_id, after_version, up_to_version)
+
+
+def read_all_after(position: int, limit: int = 1000, sandbox_id: uuid.UUID | None = None) -> list[RecordedEvent]:
+    """Events with a global position above `position`, in position order: what the projector follows."""
+    return event_store.read_all_after(position, limit, sandbox_id)
+
+
+def head_version(sandbox: Sandbox) -> int:
+    return event_store.stream_version(sandbox.stream_id)
+
+
+def domain_event(stored: Any, target_schema: int | None = None) -> Event:
+    """The domain event a stored row (StoredEvent or RecordedEvent) means. Raises UnreadableEvent for poison.
+
+    Every schema of a type decodes to the same domain event, so `target_schema` only checks that the row can be
+    upcast that far (the log inspector's view); it never changes the result.
+    """
+    payload = py_json(stored.payload)
+    if target_schema is not None:
+        upcast(stored.event_type, stored.schema_version, payload, target_schema)
+    return decode(stored.event_type, stored.schema_version, payload)

@@ -1,0 +1,99 @@
+"""Reads of the events table that the rest of the lab needs beyond the store contract: log pages, the version at
+a moment, the events a read model has not applied yet, the projector's feed, and which sandboxes have work.
+"""
+
+# ruff: noqa: S608  (SQL is built only from model table names; every value is a parameter)
+from __future__ import annotations
+
+import datetime as dt
+import math
+import uuid
+from typing import Any
+
+from django.db import connection
+
+from lab.models import BALANCE, LARGEST_DEPOSIT, RETRO_GENERATION, Checkpoint, Sandbox, StoredEvent
+from lab.store.values import db_uuid, py_uuid
+
+EVENTS = StoredEvent._meta.db_table
+SANDBOXES = Sandbox._meta.db_table
+CHECKPOINTS = Checkpoint._meta.db_table
+PAGE_MAX = 200
+
+
+def event_page(
+    sandbox: Sandbox, page: int, per_page: int, event_type: str | None
+) -> tuple[list[StoredEvent], int, int, int]:
+    """One page of the log, newest first: (rows, page, pages, total). Out-of-range pages clamp."""
+    per_page = max(1, min(int(per_page), PAGE_MAX))
+    rows = StoredEvent.objects.filter(sandbox_id=sandbox.pk)
+    if event_type:
+        rows = rows.filter(event_type=event_type)
+    total = rows.count()
+    pages = max(1, math.ceil(total / per_page))
+    page = max(1, min(int(page), pages))
+    start = (page - 1) * per_page
+    return list(rows.order_by("-position")[start : start + per_page]), page, pages, total
+
+
+def version_at_time(sandbox: Sandbox, when: dt.datetime) -> int:
+    """The stream version after the last event recorded at or before `when` (0 before the first)."""
+    last = (
+        StoredEvent.objects.filter(sandbox_id=sandbox.pk, recorded_at__lte=when)
+        .order_by("-position")
+        .values_list("version", flat=True)
+        .first()
+    )
+    return int(last or 0)
+
+
+def events_after(sandbox_id: Any, position: int, limit: int) -> list[tuple[int, int, str, dt.datetime]]:
+    """(position, version, type, recorded_at) of the sandbox's events after `position`, oldest first."""
+    rows = (
+        StoredEvent.objects.filter(sandbox_id=sandbox_id, position__gt=position)
+        .order_by("position")
+        .values_list("position", "version", "event_type", "recorded_at")[:limit]
+    )
+    return list(rows)
+
+
+def events_for_projection(
+    sandbox_id: uuid.UUID, after: int, limit: int, upto: int | None = None
+) -> list[tuple[Any, ...]]:
+    """The projector's feed: (position, version, type, schema, payload, recorded_at) rows after `after`, as the
+    database returns them (raw: the projector converts only what it uses; see lab.store.values)."""
+    sql = (
+        f"SELECT position, version, event_type, schema_version, payload, recorded_at FROM {EVENTS} "
+        "WHERE sandbox_id = %s AND position > %s"
+    )
+    params: list[Any] = [db_uuid(sandbox_id), after]
+    if upto is not None:
+        sql += " AND position <= %s"
+        params.append(upto)
+    sql += " ORDER BY position LIMIT %s"
+    params.append(limit)
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def pending_sandboxes() -> list[uuid.UUID]:
+    """Sandboxes that may have work: events past the live checkpoint, a rebuild, a retro model, a crash to end."""
+    sql = f"""
+        SELECT s.id FROM {SANDBOXES} s
+        WHERE s.retired_at IS NULL AND (
+            s.rebuilding_generation IS NOT NULL
+            OR s.projector_crashed_until IS NOT NULL
+            OR (s.projector_paused = %s AND EXISTS (
+                SELECT 1 FROM {EVENTS} e WHERE e.sandbox_id = s.id AND e.position > COALESCE((
+                    SELECT c.position FROM {CHECKPOINTS} c
+                    WHERE c.sandbox_id = s.id AND c.projection = %s AND c.generation = s.live_generation), 0)))
+            OR (s.retro_model_enabled = %s AND EXISTS (
+                SELECT 1 FROM {EVENTS} e WHERE e.sandbox_id = s.id AND e.position > COALESCE((
+                    SELECT c.position FROM {CHECKPOINTS} c
+                    WHERE c.sandbox_id = s.id AND c.projection = %s AND c.generation = %s), 0)))
+        )
+    """
+    with connection.cursor() as cur:
+        cur.execute(sql, [False, BALANCE, True, LARGEST_DEPOSIT, RETRO_GENERATION])
+        return [py_uuid(r[0]) for r in cur.fetchall()]

@@ -1,0 +1,42 @@
+"""Values between Python and the database, for the store's raw SQL (and the projector's history insert).
+
+SQLite keeps UUIDs as 32 hex characters and JSON and datetimes as text; PostgreSQL keeps all three natively.
+Raw SQL skips the ORM's conversions (it is the hot path), so these few adapters stand in for them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+from django.db import connection
+
+
+def db_uuid(value: uuid.UUID) -> Any:
+    return value if connection.features.has_native_uuid_field else value.hex
+
+
+def db_json(value: Any) -> Any:
+    return connection.ops.adapt_json_value(value, None)
+
+
+def db_time(value: dt.datetime) -> Any:
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def py_uuid(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def py_json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def py_time(value: Any) -> dt.datetime:
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value  # type: ignore[no-any-return]

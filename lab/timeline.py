@@ -1,0 +1,150 @@
+"""Queries of the write side and its history: the write model now, the event log, snapshots, time travel, replay.
+
+Everything here is derived from the log itself (and snapshots, which are a cache of it), never from a read
+model, so it is always up to date with the last committed command. Every function takes a Sandbox the caller
+resolved from the session and returns the dataclasses of lab.types.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from lab import store
+from lab.engine import decider
+from lab.engine.replay import Loaded
+from lab.engine.snapshots import fingerprint, state_from_dict, state_to_dict
+from lab.engine.upcasting import UnreadableEvent, upcast
+from lab.models import Sandbox, Snapshot
+from lab.types import EventPage, EventView, LoadReportView, ReplayFrame, SnapshotView, TimeTravelView, WriteSide
+
+log = logging.getLogger(__name__)
+
+
+def write_side(sandbox: Sandbox) -> WriteSide:
+    """The write model as a command would load it now, and how it was loaded."""
+    try:
+        loaded = store.load_state(sandbox)
+    except UnreadableEvent:
+        log.warning("sandbox %s holds an unreadable event; showing the state before it", sandbox.pk)
+        loaded = _load_readable_prefix(sandbox)
+    return WriteSide(
+        balance=loaded.state.balance,
+        version=loaded.state.version,
+        load=LoadReportView(
+            snapshot_version=loaded.snapshot_version,
+            events_replayed=loaded.events_replayed,
+            events_without_snapshot=loaded.state.version,
+        ),
+    )
+
+
+def _load_readable_prefix(sandbox: Sandbox, up_to_version: int | None = None) -> Loaded:
+    """The state after the events before the first unreadable one (from the start: no snapshot is trusted)."""
+    state, count = decider.initial_state(), 0
+    for row in store.read_stream(sandbox, 0, up_to_version):
+        try:
+            state = decider.evolve(state, store.domain_event(row))
+        except UnreadableEvent:
+            break
+        count += 1
+    return Loaded(state=state, snapshot_version=None, events_replayed=count, stale_snapshot_seen=False)
+
+
+# --- The event log --------------------------------------------------------------------------------------------
+
+
+def event_view(stored: Any, target_schema: int | None = None) -> EventView:
+    """One stored event (a StoredEvent or RecordedEvent) with its raw payload and the payload upcast to
+    `target_schema` (None = latest)."""
+    raw = stored.payload if isinstance(stored.payload, dict) else {"raw": stored.payload}
+    try:
+        lifted = upcast(stored.event_type, stored.schema_version, raw, target_schema)
+    except UnreadableEvent as exc:
+        lifted = {"unreadable": str(exc)}
+    return EventView(
+        position=stored.position,
+        version=stored.version,
+        event_type=stored.event_type,
+        schema_version=stored.schema_version,
+        recorded_at=stored.recorded_at,
+        raw_payload=raw,
+        upcast_payload=lifted,
+        event_id=str(stored.event_id),
+        command_id=stored.command_id,
+        correlation_id=str(stored.correlation_id),
+        causation_id=str(stored.causation_id),
+    )
+
+
+def event_page(sandbox: Sandbox, page: int = 1, event_type: str | None = None, per_page: int = 20) -> EventPage:
+    """A page of the sandbox's log, newest first, optionally one event type only. Out-of-range pages clamp."""
+    rows, page, pages, total = store.event_page(sandbox, page, per_page, event_type)
+    return EventPage(
+        events=[event_view(r) for r in rows], page=page, pages=pages, total=total, event_type=event_type or None
+    )
+
+
+def all_events(sandbox: Sandbox) -> list[EventView]:
+    return [event_view(r) for r in store.read_stream(sandbox)]
+
+
+# --- Snapshots ------------------------------------------------------------------------------------------------
+
+
+def snapshots(sandbox: Sandbox, limit: int | None = 100) -> list[SnapshotView]:
+    """The sandbox's snapshots, newest first, each saying whether the current code would still use it."""
+    current = fingerprint()
+    return [snapshot_view(s, current) for s in store.snapshots_of(sandbox, limit)]
+
+
+def snapshot_view(snap: Snapshot, current_fingerprint: str) -> SnapshotView:
+    valid = snap.fingerprint == current_fingerprint
+    if valid:
+        try:
+            valid = state_from_dict(snap.state).version == snap.version
+        except Exception:  # a damaged snapshot is simply not valid
+            valid = False
+    return SnapshotView(version=snap.version, state=snap.state, taken_at=snap.taken_at, reason=snap.reason, valid=valid)
+
+
+# --- Time travel and replay -----------------------------------------------------------------------------------
+
+
+def state_at(sandbox: Sandbox, version: int) -> TimeTravelView:
+    """The state after event `version` (clamped to 0..head), from the nearest valid snapshot at or below it."""
+    head = store.head_version(sandbox)
+    target = max(0, min(int(version), head))
+    try:
+        loaded = store.load_state(sandbox, up_to_version=target)
+    except UnreadableEvent:
+        loaded = _load_readable_prefix(sandbox, target)
+    return TimeTravelView(
+        version=loaded.state.version,
+        balance=loaded.state.balance,
+        state=state_to_dict(loaded.state),
+        snapshot_version=loaded.snapshot_version,
+        events_applied=loaded.events_replayed,
+    )
+
+
+def state_at_time(sandbox: Sandbox, when: dt.datetime) -> TimeTravelView:
+    """The state as it was at `when`: after the last event recorded at or before it."""
+    return state_at(sandbox, store.version_at_time(sandbox, when))
+
+
+def replay_frame(sandbox: Sandbox, version: int) -> ReplayFrame:
+    """One step of a replay: the event at `version` (none at 0) and the state right after it."""
+    head = store.head_version(sandbox)
+    target = max(0, min(int(version), head))
+    rows = store.read_stream(sandbox, target - 1, target) if target > 0 else []
+    amount = None
+    if rows:
+        try:
+            amount = store.domain_event(rows[0]).amount
+        except UnreadableEvent:
+            amount = None
+    return ReplayFrame(
+        state=state_at(sandbox, target), event=event_view(rows[0]) if rows else None, head_version=head, amount=amount
+    )

@@ -1,0 +1,200 @@
+"""What the service layer returns and the panel renders: plain frozen dataclasses, no Django.
+
+The service layer (lab.commands, lab.queries, lab.timeline, lab.controls) builds these from the store and the
+read models; lab.panel turns them into HTML. This module imports only the standard library and the engine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EventView:
+    position: int
+    version: int
+    event_type: str  # "Deposited" | "Withdrew"
+    schema_version: int
+    recorded_at: dt.datetime
+    raw_payload: dict[str, Any]  # exactly as stored
+    upcast_payload: dict[str, Any]  # after the upcaster chain (equal to raw when nothing changed)
+    event_id: str
+    command_id: str
+    correlation_id: str
+    causation_id: str
+
+    @property
+    def was_upcast(self) -> bool:
+        return self.raw_payload != self.upcast_payload
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    accepted: bool
+    message: str  # "Deposited $50.00 → v=3" or "Rejected: would overdraw the account"
+    rule: str | None  # the broken rule's key when rejected (see engine.decider RULE_*), or "concurrency"/"limit"
+    events: list[EventView]
+    write_version: int
+    last_position: int | None
+    replayed: bool = False  # True when this command id was seen before and nothing was appended
+
+
+@dataclass(frozen=True)
+class LoadReportView:
+    snapshot_version: int | None
+    events_replayed: int
+    events_without_snapshot: int
+
+    @property
+    def summary(self) -> str:  # "snapshot at v40 + 3 events; 43 without"
+        if self.snapshot_version is None:
+            return f"no snapshot: {self.events_replayed} events replayed"
+        return (
+            f"snapshot at v{self.snapshot_version} + {self.events_replayed} events; "
+            f"{self.events_without_snapshot} without"
+        )
+
+
+@dataclass(frozen=True)
+class WriteSide:
+    balance: Decimal
+    version: int
+    load: LoadReportView
+
+
+@dataclass(frozen=True)
+class HistoryLineView:
+    position: int
+    version: int
+    kind: str
+    amount: Decimal
+    balance_after: Decimal
+    recorded_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class InFlightEvent:
+    position: int
+    version: int
+    event_type: str
+    recorded_at: dt.datetime
+    due_at: dt.datetime  # recorded_at + lag: when the projector will apply it
+
+
+@dataclass(frozen=True)
+class ProjectorStatus:
+    state: str  # "running" | "paused" | "crashed" | "stalled" | "rebuilding"
+    checkpoint_position: int
+    read_version: int
+    lag_ms: int
+    crashed_until: dt.datetime | None
+    stalled_reason: str | None  # the dead-letter error when stalled
+    stalled_position: int | None
+
+
+@dataclass(frozen=True)
+class ReadSide:
+    balance: Decimal
+    version: int
+    history: list[HistoryLineView]
+    behind: int  # write version - read version
+
+
+@dataclass(frozen=True)
+class QueryAnswer:
+    balance: Decimal
+    read_version: int
+    write_version: int
+    answered_at: dt.datetime
+    waited_ms: int
+    stale: bool  # read_version < write_version when answered
+
+
+@dataclass(frozen=True)
+class SnapshotView:
+    version: int
+    state: dict[str, Any]
+    taken_at: dt.datetime
+    reason: str
+    valid: bool  # fingerprint matches the current aggregate code and schema
+
+
+@dataclass(frozen=True)
+class TimeTravelView:
+    version: int
+    balance: Decimal
+    state: dict[str, Any]
+    snapshot_version: int | None  # the snapshot it started from, None = from the beginning
+    events_applied: int
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int
+    running: bool
+
+
+@dataclass(frozen=True)
+class RetroModelView:
+    enabled: bool
+    largest_deposit: Decimal | None
+    largest_deposit_position: int | None
+    deposits_seen: int
+    progress: Progress
+
+
+@dataclass(frozen=True)
+class EventPage:
+    events: list[EventView]  # newest first
+    page: int
+    pages: int
+    total: int
+    event_type: str | None
+
+
+@dataclass(frozen=True)
+class LabState:
+    """Everything the panel renders, read in one go."""
+
+    sandbox: Any  # the lab.models.Sandbox row it was read from (Any: this module does not import Django)
+    write: WriteSide
+    read: ReadSide
+    projector: ProjectorStatus
+    in_flight: list[InFlightEvent]
+    snapshots: list[SnapshotView]
+    snapshot_interval: int
+    deposit_schema_version: int
+    rebuild: Progress
+    retro: RetroModelView
+    event_count: int
+    event_limit: int
+    # time.time_ns() taken before reading: a read that started later is at least as new, so a page keeps the
+    # highest stamp it has applied and ignores older pushes or responses (never going backwards).
+    stamp: int = 0
+    server_now: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class ReplayFrame:
+    """One step of a replay: the event at `version` and the state right after it (version 0: no event yet)."""
+
+    state: TimeTravelView
+    event: EventView | None
+    head_version: int
+    amount: Decimal | None = None  # the event's amount whatever its schema (a v2 deposit stores cents)
+
+    @property
+    def version(self) -> int:
+        return self.state.version
+
+    @property
+    def at_end(self) -> bool:
+        return self.state.version >= self.head_version
+
+    def __iter__(self) -> Iterator[Any]:  # unpacks as (state, event)
+        return iter((self.state, self.event))

@@ -1,0 +1,25 @@
+"""The lab's endpoints. The paths stay under /lab/ (lab.js and bookmarks know them); the names are `lab:<name>`."""
+
+from django.urls import path
+
+from lab import views
+
+app_name = "lab"
+
+urlpatterns = [
+    path("lab/", views.page, name="page"),
+    path("lab/command/", views.command, name="command"),
+    path("lab/query/", views.query, name="query"),
+    path("lab/lag/", views.set_lag, name="lag"),
+    path("lab/snapshot-interval/", views.set_snapshot_interval, name="snapshot-interval"),
+    path("lab/schema/", views.set_schema, name="schema"),
+    path("lab/projector/", views.projector_control, name="projector"),
+    path("lab/snapshot/", views.take_snapshot, name="snapshot"),
+    path("lab/rebuild/", views.rebuild, name="rebuild"),
+    path("lab/retro/", views.retro_model, name="retro"),
+    path("lab/reset/", views.reset, name="reset"),
+    path("lab/log/", views.event_log, name="log"),
+    path("lab/time-travel/", views.time_travel, name="time-travel"),
+    path("lab/replay/", views.replay, name="replay"),
+    path("lab/state/", views.state, name="state"),
+]

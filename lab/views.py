@@ -1,0 +1,327 @@
+"""Lab endpoints: commands, queries and controls as ordinary forms, enhanced by htmx.
+
+Every endpoint answers three ways from the same partials in templates/lab/panel.html (rendered by lab.panel):
+- htmx (HX-Request): the partial the form targets, plus out-of-band partials so the page is current even when
+  its WebSocket is down;
+- a plain browser POST (no JavaScript): redirect back to the page's lab anchor with the outcome kept in the session
+  for one render (post/redirect/get), or, on bad input, the lab page re-rendered with the message and a 4xx;
+- a plain browser GET of a partial endpoint: the standalone lab page.
+
+The sandbox always comes from the session (lab.sandboxes); nothing in a request names one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django import forms as django_forms
+from django.http import HttpResponse, HttpResponseRedirect
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from lab import commands, controls, forms, queries, sandboxes
+from lab.live import publish
+from lab.models import Sandbox
+from lab.panel import (
+    FLASH_KEY,
+    LIVE_PARTS,
+    QUERY_WAIT_S,
+    SHORT_ANSWER_PARTS,
+    CommandAnswer,
+    Panel,
+    build_panel,
+    panel_for_page,
+    render_parts,
+)
+from lab.types import CommandOutcome
+from reqflow.http import HtmxHttpRequest, safe_next
+
+PAGE = "lab/page.html"
+LIVE_HEADER = "X-Lab-Live"  # sent by lab.js on a command while the page's WebSocket is open
+CRASH_DOWNTIME_S = 3.0
+
+# What a control does with the sandbox and the form's cleaned data; returns the sentence to show beside it.
+Apply = Callable[[Sandbox, dict[str, Any]], str]
+
+
+def _htmx_response(
+    request: HtmxHttpRequest, panel: Panel, main: str, *, status: int = 200, extra: tuple[str, ...] = ()
+) -> HttpResponse:
+    response = HttpResponse(render_parts(panel, (*LIVE_PARTS, *extra), main=main, request=request), status=status)
+    # The response names its own target, so an error answer never lands where the success one would have.
+    response["HX-Retarget"] = f"#{main}"
+    response["HX-Reswap"] = "outerHTML"
+    return response
+
+
+def _page(request: HtmxHttpRequest, panel: Panel, *, status: int = 200) -> HttpResponse:
+    return HttpResponse(render_to_string(PAGE, {"lab": panel}, request=request), status=status)
+
+
+def _next(request: HtmxHttpRequest) -> str:
+    return safe_next(request, reverse("lab:page"))
+
+
+def _back(request: HtmxHttpRequest, anchor: str, flash: dict[str, Any]) -> HttpResponse:
+    request.session[FLASH_KEY] = flash
+    return HttpResponseRedirect(f"{_next(request)}#{anchor}", status=303)
+
+
+def _first_error(form: django_forms.Form) -> str:
+    for errors in form.errors.values():
+        return str(errors[0])
+    return "That input is not valid."
+
+
+# --- Commands -------------------------------------------------------------------------------------------------
+
+
+def _result(outcome: CommandOutcome) -> dict[str, Any]:
+    return {
+        "accepted": outcome.accepted,
+        "message": outcome.message,
+        "rule": outcome.rule,
+        "replayed": outcome.replayed,
+        "write_version": outcome.write_version,
+        "events": [{"position": e.position, "version": e.version, "event_type": e.event_type} for e in outcome.events],
+    }
+
+
+def _invalid_command(request: HtmxHttpRequest, sandbox: Sandbox, form: forms.CommandForm) -> HttpResponse:
+    message = _first_error(form)
+    field_name = next(iter(form.errors), "amount")
+    result = {"accepted": False, "message": message, "rule": "input", "events": [], "invalid": True}
+    panel = build_panel(request, sandbox, next_url=_next(request), result=result, errors={field_name: message},
+                        amount=request.POST.get("amount", "")[:32])  # fmt: skip
+    if request.htmx:
+        return HttpResponse(render_parts(panel, (), main="lab-command-result", request=request), status=400)
+    return _page(request, panel, status=400)
+
+
+@require_POST
+def command(request: HtmxHttpRequest) -> HttpResponse:
+    sandbox = sandboxes.sandbox_for_request(request)
+    form = forms.CommandForm(request.POST)
+    if not form.is_valid():
+        return _invalid_command(request, sandbox, form)
+    data = form.cleaned_data
+    outcome = commands.send_command(
+        sandbox,
+        data["kind"],
+        data["amount"],
+        command_id=data["command_id"],
+        expected_version=data["expected_version"],
+    )
+    result = _result(outcome)
+    status = {"concurrency": 409, "limit": 422}.get(outcome.rule or "", 200)
+    if status == 409:
+        result["message"] = f"The account changed meanwhile (it is now at v={outcome.write_version}); retry."
+    if request.htmx and request.headers.get(LIVE_HEADER) == "1" and status == 200 and not outcome.replayed:
+        # The page's socket is open and the push after this commit brings every other part; answering with just
+        # the outcome keeps this request (and the push competing with it for the CPU) short.
+        answer = CommandAnswer(result=result, expected_version=outcome.write_version)
+        return HttpResponse(render_parts(answer, SHORT_ANSWER_PARTS, main="lab-command-result"), status=status)
+    if request.htmx:
+        panel = build_panel(request, sandbox, next_url=_next(request), result=result)
+        return _htmx_response(request, panel, "lab-command-result", status=status, extra=("lab-command-id",))
+    if status != 200:
+        panel = build_panel(request, sandbox, next_url=_next(request), result=result)
+        return _page(request, panel, status=status)
+    return _back(request, "lab-write", {"result": result})
+
+
+# --- Controls -------------------------------------------------------------------------------------------------
+
+
+def _control(
+    request: HtmxHttpRequest, form: django_forms.Form, apply: Apply, anchor: str = "lab-controls"
+) -> HttpResponse:
+    """Validate, apply, answer. The control itself tells the other tabs (after its commit)."""
+    sandbox = sandboxes.sandbox_for_request(request)
+    if form.is_valid():
+        try:
+            message = {"ok": True, "text": apply(sandbox, form.cleaned_data)}
+            status = 200
+        except ValueError as exc:  # the lab's own range checks (lab.limits) speak for themselves
+            message, status = {"ok": False, "text": str(exc)}, 400
+    else:
+        message, status = {"ok": False, "text": _first_error(form)}, 400
+    if request.htmx:
+        panel = build_panel(request, sandbox, next_url=_next(request), controls_message=message)
+        return _htmx_response(request, panel, "lab-controls-result", status=status)
+    if status != 200:
+        panel = build_panel(request, sandbox, next_url=_next(request), controls_message=message)
+        return _page(request, panel, status=status)
+    return _back(request, anchor, {"controls": message})
+
+
+@require_POST
+def set_lag(request: HtmxHttpRequest) -> HttpResponse:
+    def apply(sandbox: Sandbox, data: dict[str, Any]) -> str:
+        ms = controls.set_lag(sandbox, data["lag"])
+        return f"Projection lag set to {ms / 1000:.1f} s."
+
+    return _control(request, forms.LagForm(request.POST), apply)
+
+
+@require_POST
+def set_snapshot_interval(request: HtmxHttpRequest) -> HttpResponse:
+    def apply(sandbox: Sandbox, data: dict[str, Any]) -> str:
+        controls.set_snapshot_interval(sandbox, data["interval"])
+        n = data["interval"]
+        return "Automatic snapshots are off." if n == 0 else f"A snapshot every {n} events."
+
+    return _control(request, forms.SnapshotIntervalForm(request.POST), apply)
+
+
+@require_POST
+def set_schema(request: HtmxHttpRequest) -> HttpResponse:
+    def apply(sandbox: Sandbox, data: dict[str, Any]) -> str:
+        controls.set_deposit_schema(sandbox, data["version"])
+        if data["version"] == 2:
+            return "New deposits are stored as schema v2; older ones stay v1 and are upcast on read."
+        return "New deposits are stored as schema v1 again."
+
+    return _control(request, forms.SchemaForm(request.POST), apply)
+
+
+@require_POST
+def projector_control(request: HtmxHttpRequest) -> HttpResponse:
+    def apply(sandbox: Sandbox, data: dict[str, Any]) -> str:
+        action = data["action"]
+        if action == "pause":
+            controls.pause_projection(sandbox)
+            return "Projection paused: commands still succeed, the read model stops moving."
+        if action == "resume":
+            controls.resume_projection(sandbox)
+            return "Projection resumed from its checkpoint."
+        if action == "retry":
+            count = controls.retry_dead_letter(sandbox)
+            return f"Retrying {count} dead-lettered event{'s' if count != 1 else ''}." if count else "Nothing to retry."
+        controls.crash_projector(sandbox, CRASH_DOWNTIME_S)
+        return f"Projector crashed; it restarts from its checkpoint in {CRASH_DOWNTIME_S:g} s."
+
+    return _control(request, forms.ProjectorForm(request.POST), apply, anchor="lab-log")
+
+
+@require_POST
+def take_snapshot(request: HtmxHttpRequest) -> HttpResponse:
+    def apply(sandbox: Sandbox, data: dict[str, Any]) -> str:
+        return f"Snapshot taken at v={commands.take_snapshot(sandbox).version}."
+
+    return _control(request, django_forms.Form(request.POST), apply, anchor="lab-snapshots-section")
+
+
+@require_POST
+def rebuild(request: HtmxHttpRequest) -> HttpResponse:
+    def apply(sandbox: Sandbox, data: dict[str, Any]) -> str:
+        progress = controls.start_rebuild(sandbox)
+        return f"Rebuilding the read model from position 0: {progress.total} events to replay."
+
+    return _control(request, django_forms.Form(request.POST), apply, anchor="lab-rebuild-section")
+
+
+@require_POST
+def retro_model(request: HtmxHttpRequest) -> HttpResponse:
+    def apply(sandbox: Sandbox, data: dict[str, Any]) -> str:
+        controls.enable_retro_model(sandbox)
+        return "Added the “largest deposit” read model; it catches up from position 0."
+
+    return _control(request, django_forms.Form(request.POST), apply, anchor="lab-rebuild-section")
+
+
+@require_POST
+def reset(request: HtmxHttpRequest) -> HttpResponse:
+    old = sandboxes.sandbox_for_request(request)
+    try:
+        new = sandboxes.reset_sandbox(request)
+    except sandboxes.SandboxLimitReached as exc:
+        message = {"ok": False, "text": str(exc)}
+        panel = build_panel(request, old, next_url=_next(request), controls_message=message)
+        if request.htmx:
+            return _htmx_response(request, panel, "lab-controls-result", status=429)
+        return _page(request, panel, status=429)
+    # Other tabs' sockets are in the old sandbox's group: the hint makes them re-read the session and move.
+    publish(old.pk, "reset")
+    message = {"ok": True, "text": "Started a fresh sandbox: empty log, balance $0.00."}
+    if request.htmx:
+        panel = build_panel(request, new, next_url=_next(request), controls_message=message)
+        return HttpResponse(render_parts(panel, (), main="lab-panel", request=request))
+    return _back(request, "lab", {"controls": message})
+
+
+# --- Reads (GET, per tab) -------------------------------------------------------------------------------------
+
+
+def _read(request: HtmxHttpRequest, main: str) -> HttpResponse:
+    sandbox = sandboxes.sandbox_for_request(request)
+    panel = build_panel(request, sandbox, params=request.GET, next_url=_next(request))
+    if request.htmx:
+        return HttpResponse(render_parts(panel, (), main=main, request=request))
+    return _page(request, panel)
+
+
+def _bad_get(request: HtmxHttpRequest, form: django_forms.Form) -> HttpResponse | None:
+    if form.is_valid():
+        return None
+    return HttpResponse(_first_error(form), status=400, content_type="text/plain; charset=utf-8")
+
+
+@require_GET
+def event_log(request: HtmxHttpRequest) -> HttpResponse:
+    params = {"page": request.GET.get("log_page"), "type": request.GET.get("log_type", "")}
+    return _bad_get(request, forms.LogForm(params)) or _read(request, "lab-event-log")
+
+
+@require_GET
+def time_travel(request: HtmxHttpRequest) -> HttpResponse:
+    return _bad_get(request, forms.VersionForm({"version": request.GET.get("tt")})) or _read(
+        request, "lab-time-travel-state"
+    )
+
+
+@require_GET
+def replay(request: HtmxHttpRequest) -> HttpResponse:
+    return _bad_get(request, forms.VersionForm({"version": request.GET.get("replay")})) or _read(request, "lab-replay")
+
+
+@require_GET
+def state(request: HtmxHttpRequest) -> HttpResponse:
+    """Every live partial out of band: what a push carries, for pages whose WebSocket cannot connect."""
+    sandbox = sandboxes.sandbox_for_request(request)
+    panel = build_panel(request, sandbox, next_url=_next(request))
+    if request.htmx:
+        return HttpResponse(render_parts(panel, LIVE_PARTS, request=request))
+    return _page(request, panel)
+
+
+@require_GET
+def page(request: HtmxHttpRequest) -> HttpResponse:
+    """The lab on its own page: where no-JavaScript forms return when they came from nowhere else."""
+    return _page(request, panel_for_page(request))
+
+
+@require_GET
+async def query(request: HtmxHttpRequest) -> HttpResponse:
+    read_your_writes = bool(request.GET.get("read_your_writes"))
+    sandbox = await sync_to_async(sandboxes.sandbox_for_request)(request)
+    waited_for = None
+    if read_your_writes:
+        # Every write in a sandbox is its visitor's own, so "my last command's version" is the stream's head.
+        # Read here rather than kept in the session: saving the session after each command was a second write
+        # transaction, racing the projector for SQLite's write lock just when it applies that command.
+        waited_for = await sync_to_async(queries.write_version)(sandbox)
+        answer = await queries.aquery(sandbox, waited_for, QUERY_WAIT_S)
+    else:
+        answer = await sync_to_async(queries.query)(sandbox)
+
+    def respond() -> HttpResponse:
+        panel = build_panel(request, sandbox, next_url=_next(request), query=answer, query_waited_for=waited_for)
+        if request.htmx:
+            return HttpResponse(render_parts(panel, LIVE_PARTS, main="lab-query-result", request=request))
+        return _page(request, panel)
+
+    return await sync_to_async(respond)()
