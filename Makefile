@@ -37,8 +37,9 @@ run: $(VENV)/.installed
 	$(VENV)/bin/daphne -b 127.0.0.1 -p $(PORT) --websocket-max-message-size 65536 reqflow.asgi:application
 
 test: $(VENV)/.dev-installed /usr/bin/chromium node_modules/.installed
-	$(VENV)/bin/ruff check .
+	$(MAKE) --no-print-directory lint
 	$(PY) manage.py check
+	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/pytest -p no:cacheprovider -m "not redis"
 	$(MAKE) --no-print-directory test-postgres
 
@@ -49,9 +50,12 @@ test-postgres: $(VENV)/.dev-installed
 test-fast: $(VENV)/.dev-installed
 	$(VENV)/bin/pytest -p no:cacheprovider -m "not browser and not slow" -x
 
+# Style, format, the layers of docs/architecture.md (import-linter contracts in pyproject.toml) and types.
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 bench: $(VENV)/.dev-installed
 	$(PY) bench/run.py

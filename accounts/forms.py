@@ -14,6 +14,7 @@ class SignUpForm(UserCreationForm):
         help_text="Leave it blank if you like. It is kept with your account and never shown to anyone.",
     )
 
-    class Meta(UserCreationForm.Meta):
+    # django-stubs does not declare UserCreationForm.Meta, which exists at run time.
+    class Meta(UserCreationForm.Meta):  # type: ignore[name-defined]
         model = User
         fields = ("username", "email")

@@ -9,13 +9,14 @@ from django.views.decorators.http import require_safe
 from django.views.decorators.vary import vary_on_headers
 
 from concepts import content
+from reqflow.http import HtmxHttpRequest
 
 MAX_QUERY_LENGTH = 100
 
 
 @require_safe
 @vary_on_headers("HX-Request")
-def catalog(request: HttpRequest) -> HttpResponse:
+def catalog(request: HtmxHttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:MAX_QUERY_LENGTH]
     library = content.library()
     found = library.search(query)

@@ -26,7 +26,7 @@ from lab.models import Sandbox
 from lab.timeline import event_view, snapshot_view
 from lab.types import CommandOutcome, EventView, SnapshotView
 
-KINDS = {"deposit": Deposit, "withdraw": Withdraw}
+KINDS: dict[str, type[Deposit] | type[Withdraw]] = {"deposit": Deposit, "withdraw": Withdraw}
 RULE_CONCURRENCY = "concurrency"
 RULE_LIMIT = "limit"
 RULE_UNREADABLE = "unreadable"

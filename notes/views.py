@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -19,7 +19,7 @@ from notes.concepts import concept_exists, concept_title, slugs_titled_like
 from notes.forms import NoteForm, NoteSearchForm
 from notes.models import NOTE_MAX_CHARS, Note
 from notes.rendering import plain_excerpt, render_markdown
-from reqflow.http import safe_next
+from reqflow.http import HtmxHttpRequest, safe_next
 
 
 def notes_context(request: HttpRequest, concept_slug: str) -> dict[str, Any]:
@@ -80,7 +80,7 @@ def _status(request: HttpRequest, state: str, *, saved_at: Any = None, error: st
 
 
 @require_http_methods(["GET", "POST"])
-def edit(request: HttpRequest, slug: str) -> HttpResponse:
+def edit(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     _concept_or_404(slug)
     if not request.user.is_authenticated:
         if request.htmx:
@@ -94,7 +94,7 @@ def edit(request: HttpRequest, slug: str) -> HttpResponse:
 
     form = NoteForm(request.POST)
     if not form.is_valid():
-        error = " ".join(form.errors["body"])
+        error = " ".join(str(message) for message in form.errors["body"])
         if request.htmx or request.POST.get("beacon"):
             return _status(request, "error", error=error, status=422)
         context = notes_context(request, slug)
@@ -111,8 +111,9 @@ def edit(request: HttpRequest, slug: str) -> HttpResponse:
     return redirect(safe_next(request, reverse("notes:edit", args=[slug]) + "#notes"))
 
 
-def _own_notes(request: HttpRequest) -> Any:
-    return Note.objects.filter(owner=request.user).exclude(body="")
+def _own_notes(request: HttpRequest) -> QuerySet[Note]:
+    # Only ever called behind @login_required, so the user has a primary key.
+    return Note.objects.filter(owner_id=request.user.pk).exclude(body="")
 
 
 @login_required

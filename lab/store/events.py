@@ -12,7 +12,7 @@ positions can never see a higher position commit before a lower one.
 # ruff: noqa: S608  (SQL is built only from model table names; every value is a parameter)
 from __future__ import annotations
 
-import json
+import datetime as dt
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -24,7 +24,7 @@ from lab.engine.messages import Event
 from lab.engine.store import ConcurrencyError, Metadata, NewEvent, RecordedEvent
 from lab.engine.upcasting import decode, encode, upcast
 from lab.models import Sandbox, StoredEvent
-from lab.store.values import db_uuid, py_json, py_time, py_uuid
+from lab.store.values import db_json, db_time, db_uuid, py_json, py_time, py_uuid
 
 EVENTS = StoredEvent._meta.db_table
 
@@ -42,8 +42,10 @@ _INSERT = (
     f"WHERE COALESCE((SELECT MAX(version) FROM {EVENTS} WHERE stream_id = %s), 0) = %s "
     "RETURNING position"
 )
+_HEAD = f"SELECT COALESCE(MAX(version), 0) FROM {EVENTS} WHERE stream_id = %s"
+# The SQLite hot path talks to the DB-API connection directly, which takes qmark placeholders.
 _INSERT_QMARK = _INSERT.replace("%s", "?")
-_HEAD_QMARK = f"SELECT COALESCE(MAX(version), 0) FROM {EVENTS} WHERE stream_id = ?"
+_HEAD_QMARK = _HEAD.replace("%s", "?")
 
 
 class DuplicateEventId(ValueError):
@@ -64,6 +66,50 @@ def _row(row: Sequence[Any]) -> RecordedEvent:
         causation_id=py_uuid(row[9]),
         recorded_at=py_time(row[10]),
     )
+
+
+def _insert_params(
+    sandbox_id: uuid.UUID,
+    stream_id: str,
+    events: Sequence[NewEvent],
+    expected_version: int,
+    metadata: Metadata,
+    db_at: Any,
+) -> list[tuple[Any, ...]]:
+    """The parameters of _INSERT for each event: its row, then the stream and the version it expects as head."""
+    head = (db_uuid(sandbox_id), stream_id)
+    tail = (metadata.command_id, db_uuid(metadata.correlation_id), db_uuid(metadata.causation_id), db_at, stream_id)
+    rows = []
+    for i, e in enumerate(events):
+        row = (e.event_type, e.schema_version, db_json(e.payload), db_uuid(e.event_id))
+        rows.append((*head, expected_version + i + 1, *row, *tail, expected_version + i))
+    return rows
+
+
+def _recorded(
+    stream_id: str,
+    events: Sequence[NewEvent],
+    positions: list[int],
+    expected_version: int,
+    metadata: Metadata,
+    at: dt.datetime,
+) -> list[RecordedEvent]:
+    return [
+        RecordedEvent(
+            position=position,
+            stream_id=stream_id,
+            version=expected_version + i + 1,
+            event_type=e.event_type,
+            schema_version=e.schema_version,
+            payload=dict(e.payload),
+            event_id=e.event_id,
+            command_id=metadata.command_id,
+            correlation_id=metadata.correlation_id,
+            causation_id=metadata.causation_id,
+            recorded_at=at,
+        )
+        for i, (e, position) in enumerate(zip(events, positions, strict=True))
+    ]
 
 
 def sandbox_id_of(stream_id: str) -> uuid.UUID:
@@ -126,22 +172,7 @@ class DjangoEventStore:
         db.ensure_connection()
         raw = db.connection
         at = timezone.now()
-        db_at = db.ops.adapt_datetimefield_value(at)
-        head = [sandbox_id.hex, stream_id]
-        tail = [metadata.command_id, metadata.correlation_id.hex, metadata.causation_id.hex, db_at, stream_id]
-        rows = [
-            (
-                *head,
-                expected_version + i + 1,
-                e.event_type,
-                e.schema_version,
-                json.dumps(e.payload),
-                e.event_id.hex,
-                *tail,
-                expected_version + i,
-            )
-            for i, e in enumerate(events)
-        ]
+        rows = _insert_params(sandbox_id, stream_id, events, expected_version, metadata, db_time(at))
         with db.wrap_database_errors:
             raw.execute("BEGIN IMMEDIATE")
             try:
@@ -157,22 +188,7 @@ class DjangoEventStore:
                 if raw.in_transaction:
                     raw.execute("ROLLBACK")
                 raise
-        return [
-            RecordedEvent(
-                position=position,
-                stream_id=stream_id,
-                version=expected_version + i + 1,
-                event_type=e.event_type,
-                schema_version=e.schema_version,
-                payload=dict(e.payload),
-                event_id=e.event_id,
-                command_id=metadata.command_id,
-                correlation_id=metadata.correlation_id,
-                causation_id=metadata.causation_id,
-                recorded_at=at,
-            )
-            for i, (e, position) in enumerate(zip(events, positions, strict=True))
-        ]
+        return _recorded(stream_id, events, positions, expected_version, metadata, at)
 
     def _append_locked(
         self,
@@ -183,57 +199,21 @@ class DjangoEventStore:
         metadata: Metadata,
     ) -> list[RecordedEvent]:
         lock_for_append()
-        ops = connection.ops
         at = timezone.now()
-        db_at = ops.adapt_datetimefield_value(at)
-        db_sandbox = db_uuid(sandbox_id)
-        correlation, causation = db_uuid(metadata.correlation_id), db_uuid(metadata.causation_id)
-        recorded: list[RecordedEvent] = []
+        positions = []
         with connection.cursor() as cursor:
-            for i, event in enumerate(events):
-                expected = expected_version + i
-                cursor.execute(
-                    _INSERT,
-                    (
-                        db_sandbox,
-                        stream_id,
-                        expected + 1,
-                        event.event_type,
-                        event.schema_version,
-                        ops.adapt_json_value(event.payload, None),
-                        db_uuid(event.event_id),
-                        metadata.command_id,
-                        correlation,
-                        causation,
-                        db_at,
-                        stream_id,
-                        expected,
-                    ),
-                )
+            for params in _insert_params(sandbox_id, stream_id, events, expected_version, metadata, db_time(at)):
+                cursor.execute(_INSERT, params)
                 found = cursor.fetchone()
                 if found is None:
-                    cursor.execute(f"SELECT COALESCE(MAX(version), 0) FROM {EVENTS} WHERE stream_id = %s", [stream_id])
+                    cursor.execute(_HEAD, [stream_id])
                     raise ConcurrencyError(stream_id, expected_version, cursor.fetchone()[0])
-                recorded.append(
-                    RecordedEvent(
-                        position=found[0],
-                        stream_id=stream_id,
-                        version=expected + 1,
-                        event_type=event.event_type,
-                        schema_version=event.schema_version,
-                        payload=dict(event.payload),
-                        event_id=event.event_id,
-                        command_id=metadata.command_id,
-                        correlation_id=metadata.correlation_id,
-                        causation_id=metadata.causation_id,
-                        recorded_at=at,
-                    )
-                )
-        return recorded
+                positions.append(found[0])
+        return _recorded(stream_id, events, positions, expected_version, metadata, at)
 
     def stream_version(self, stream_id: str) -> int:
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT COALESCE(MAX(version), 0) FROM {EVENTS} WHERE stream_id = %s", [stream_id])
+            cursor.execute(_HEAD, [stream_id])
             return int(cursor.fetchone()[0])
 
     def read_stream(

@@ -39,4 +39,4 @@ def py_time(value: Any) -> dt.datetime:
         value = dt.datetime.fromisoformat(value)
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
-    return value  # type: ignore[no-any-return]
+    return value

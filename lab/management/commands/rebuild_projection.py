@@ -7,6 +7,7 @@ queries, then swaps in atomically. Safe while a projector runs. Without --sandbo
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -22,7 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("--sandbox", help="The sandbox id (a UUID). Default: every active sandbox.")
         parser.add_argument("--batch", type=int, default=5000, help="Events per rebuild transaction.")
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         if options["sandbox"]:
             try:
                 sandbox_id = uuid.UUID(str(options["sandbox"]))
@@ -33,11 +34,11 @@ class Command(BaseCommand):
                 raise CommandError(f"no sandbox {sandbox_id}")
         else:
             sandboxes = list(Sandbox.objects.filter(retired_at__isnull=True).order_by("created_at"))
-        batch = max(1, int(options["batch"]))  # type: ignore[arg-type]
+        batch = max(1, int(options["batch"]))
         for sandbox in sandboxes:
 
             def report(progress: Progress, sandbox: Sandbox = sandbox) -> None:
-                if options["verbosity"] >= 2:  # type: ignore[operator]
+                if options["verbosity"] >= 2:
                     self.stdout.write(f"  {sandbox.pk}: {progress.done}/{progress.total}")
 
             try:

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import signal
 import sys
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
@@ -31,14 +32,14 @@ class Command(BaseCommand):
         # so a SIGKILL often lands inside one.
         parser.add_argument("--hold-ms", type=float, default=0.0, help=argparse.SUPPRESS)
 
-    def handle(self, *args: object, **options: object) -> None:
-        batch = int(options["batch"])  # type: ignore[arg-type]
+    def handle(self, *args: Any, **options: Any) -> None:
+        batch = int(options["batch"])
         if batch < 1:
             raise ValueError("--batch must be at least 1")
         projector = Projector(
             batch=batch,
-            fallback_poll_s=max(0.1, float(options["poll"])),  # type: ignore[arg-type]
-            hold_s=max(0.0, float(options["hold_ms"])) / 1000,  # type: ignore[arg-type]
+            fallback_poll_s=max(0.1, float(options["poll"])),
+            hold_s=max(0.0, float(options["hold_ms"])) / 1000,
             name="worker",
         )
         asyncio.run(self._run(projector))
