@@ -22,7 +22,7 @@ import tempfile
 HERE = pathlib.Path(__file__).resolve().parent
 RESULTS = HERE / "results.json"
 
-# Issue 3's targets: (direction, bound). None = reported for context only.
+# The engine's first absolute targets: (direction, bound). None = reported for context only.
 TARGETS: dict[str, tuple[str, float] | None] = {
     "append_events_per_s": (">=", 7000),
     "load_10k_no_snapshot_ms": ("<=", 170),

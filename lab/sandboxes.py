@@ -1,4 +1,5 @@
-"""Which sandbox a request works in, resets, the sandbox following a learner across sign-in, and purging.
+"""Which sandbox a request (or a WebSocket's session) works in, resets, the sandbox following a learner across
+sign-in, and purging idle sandboxes.
 
 The current sandbox id lives in the session data (server-side), not only in Sandbox.session_key: Django
 rotates the session key at sign-in, and the data survives the rotation while the key does not.

@@ -112,6 +112,18 @@ def _recorded(
     ]
 
 
+def stream_rows(columns: str, stream_id: str, after_version: int, up_to_version: int | None) -> list[tuple[Any, ...]]:
+    """`columns` of a stream's events after `after_version` (up to `up_to_version`), in version order."""
+    sql = f"SELECT {columns} FROM {EVENTS} WHERE stream_id = %s AND version > %s"
+    params: list[Any] = [stream_id, after_version]
+    if up_to_version is not None:
+        sql += " AND version <= %s"
+        params.append(up_to_version)
+    with connection.cursor() as cursor:
+        cursor.execute(sql + " ORDER BY version", params)
+        return cursor.fetchall()
+
+
 def sandbox_id_of(stream_id: str) -> uuid.UUID:
     """Streams are named account-<sandbox uuid>; the sandbox column lets a purge and the projector find them."""
     _, _, rest = stream_id.partition("-")
@@ -219,14 +231,7 @@ class DjangoEventStore:
     def read_stream(
         self, stream_id: str, after_version: int = 0, up_to_version: int | None = None
     ) -> list[RecordedEvent]:
-        sql = f"SELECT {_COLUMNS} FROM {EVENTS} WHERE stream_id = %s AND version > %s"
-        params: list[Any] = [stream_id, after_version]
-        if up_to_version is not None:
-            sql += " AND version <= %s"
-            params.append(up_to_version)
-        with connection.cursor() as cursor:
-            cursor.execute(sql + " ORDER BY version", params)
-            return [_row(r) for r in cursor.fetchall()]
+        return [_row(r) for r in stream_rows(_COLUMNS, stream_id, after_version, up_to_version)]
 
     def read_all_after(
         self, position: int, limit: int = 1000, sandbox_id: uuid.UUID | None = None

@@ -17,10 +17,10 @@ from lab.engine.messages import AccountState, Event
 from lab.engine.replay import Loaded, StoredSnapshot, load, usable_snapshot
 from lab.engine.snapshots import UnusableSnapshot, fingerprint, state_from_dict, state_to_dict
 from lab.engine.upcasting import UnreadableEvent, decode
-from lab.models import Sandbox, Snapshot, StoredEvent
+from lab.models import Sandbox, Snapshot
+from lab.store.events import stream_rows
 from lab.store.values import db_json, db_time, db_uuid, py_json
 
-EVENTS = StoredEvent._meta.db_table
 SNAPSHOTS = Snapshot._meta.db_table
 
 
@@ -60,14 +60,7 @@ def _snapshot_at_or_below(
 
 
 def _tail(stream_id: str, after_version: int, up_to_version: int | None) -> Iterator[Event]:
-    sql = f"SELECT event_type, schema_version, payload, version FROM {EVENTS} WHERE stream_id = %s AND version > %s"
-    params: list[Any] = [stream_id, after_version]
-    if up_to_version is not None:
-        sql += " AND version <= %s"
-        params.append(up_to_version)
-    with connection.cursor() as cursor:
-        cursor.execute(sql + " ORDER BY version", params)
-        rows = cursor.fetchall()
+    rows = stream_rows("event_type, schema_version, payload, version", stream_id, after_version, up_to_version)
     for event_type, schema, payload, version in rows:
         try:
             yield decode(event_type, schema, py_json(payload))
