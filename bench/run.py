@@ -1,7 +1,7 @@
 """`make bench`: every engine benchmark, written to bench/results.json and printed as a table.
 
 All figures come from a temporary file SQLite database with WAL at synchronous=FULL (the app's own settings):
-  bench/store_bench.py      appends, write-model loads (the store's owner maintains it)
+  bench/store_bench.py      appends, write-model loads
   bench/projector_bench.py  projector catch-up, blue/green rebuild, push latency, lag accuracy
   bench/latency_bench.py    command -> read model visible on a WebSocket of a live daphne
 Each module measures in child processes and takes medians of several runs (or percentiles of many samples).

@@ -53,7 +53,7 @@ LIVE_PARTS = (
 LATER_PARTS = ("lab-event-log", "lab-snapshots", "lab-schema")
 
 # What the projector changes: a push caused only by projector progress re-renders just these, so the page
-# swaps (and the server renders) about a third of the HTML while the read model catches up.
+# swaps (and the server renders) a small part of the HTML while the read model catches up.
 READ_SIDE_PARTS = (
     "lab-versions",
     "lab-summary",

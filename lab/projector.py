@@ -391,7 +391,8 @@ async def _stop_listener(listener: asyncio.Task[None]) -> None:
 
 
 def drain(sandbox_ids: Iterable[object] | None = None, *, batch: int = BATCH, max_steps: int = 1_000_000) -> int:
-    """Synchronously apply everything due (no waiting for lag): for management commands and benchmarks."""
+    """Synchronously apply everything that is due now, in this thread, without a running loop or wake-ups (events
+    still inside their lag stay in flight): for management commands and benchmarks."""
     ids = [py_uuid(s) for s in sandbox_ids] if sandbox_ids is not None else store.pending_sandboxes()
     applied = 0
     queue = list(ids)

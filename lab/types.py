@@ -36,7 +36,9 @@ class EventView:
 class CommandOutcome:
     accepted: bool
     message: str  # "Deposited $50.00 → v=3" or "Rejected: would overdraw the account"
-    rule: str | None  # the broken rule's key when rejected (see engine.decider RULE_*), or "concurrency"/"limit"
+    # The broken rule's key when rejected: one of lab.engine.decider.RULE_*, or "concurrency", "limit" or
+    # "unreadable" (lab.commands); the views add "input" for a form that did not validate.
+    rule: str | None
     events: list[EventView]
     write_version: int
     last_position: int | None

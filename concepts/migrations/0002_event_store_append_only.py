@@ -2,7 +2,7 @@
 
 UPDATE is always refused. DELETE is refused unless the row's sandbox has a PurgePermit (written inside the purge
 transaction, removed before it commits). A permit for the nil UUID allows every row: only `manage.py flush`
-(concepts/management/commands/flush.py, which test teardown also uses) writes that one. On PostgreSQL TRUNCATE,
+(lab/management/commands/flush.py, which test teardown also uses) writes that one. On PostgreSQL TRUNCATE,
 which bypasses row triggers, is refused while the table still holds rows.
 """
 

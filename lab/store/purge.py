@@ -28,7 +28,8 @@ def purge_sandbox(sandbox_id: uuid.UUID) -> None:
         with connection.cursor() as cursor:
             cursor.execute(f"DELETE FROM {EVENTS} WHERE sandbox_id = %s", [db_uuid(sandbox_id)])
         PurgePermit.objects.filter(sandbox_id=sandbox_id).delete()
-        # Snapshots, command records, load reports and every read-model row go by ON DELETE CASCADE.
+        # Snapshots, command records, load reports and every read-model row go with it: their foreign keys are
+        # on_delete=CASCADE, which Django's ORM carries out (the events table has no foreign key, hence the above).
         Sandbox.objects.filter(pk=sandbox_id).delete()
     log.info("purged sandbox %s", sandbox_id)
 

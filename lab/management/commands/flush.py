@@ -1,8 +1,9 @@
 """`manage.py flush`, able to empty the append-only event table.
 
-The table's triggers refuse DELETE and TRUNCATE without a purge permit (concepts/migrations/0002), so Django's
-own flush, which also runs after every transactional test, would fail. This one empties the events first
-(lab.store.delete_all_events, under the all-sandboxes permit), then runs Django's flush.
+The table's triggers (concepts/migrations/0002) refuse DELETE without a purge permit, and on PostgreSQL TRUNCATE
+while the table holds rows, so Django's own flush, which also runs after every transactional test, would fail.
+This one empties the events first (lab.store.delete_all_events, under the all-sandboxes permit), then runs
+Django's flush.
 """
 
 from __future__ import annotations
