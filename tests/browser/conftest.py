@@ -96,9 +96,9 @@ def axe(page):
 
 @pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/browser/" in str(item.fspath):
-            item.add_marker(pytest.mark.browser)
+    # The `browser` marker is not added here: this hook runs after `-m` has selected the tests, so a marker
+    # added now would not count. Each module says `pytestmark = [pytest.mark.browser, ...]` instead, and
+    # tests/unit/test_test_selection.py checks that `-m browser` selects exactly the tests under tests/browser/.
     # Browser tests last: Playwright's sync API keeps an event loop running in the main thread for the rest of
     # the session, and every async test after it fails with "Cannot run the event loop while another loop is
     # running". A stable sort keeps the random order within each group.

@@ -7,7 +7,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from notes.models import Note
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "correct-horse-battery-1"
 

@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect
 CONCEPT = "/concepts/cqrs-event-sourcing/"
 SLOW = 15_000  # ms: catching up, crash restarts, rebuilds
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def open_lab(page: Page, live_url: str) -> Page:

@@ -1,4 +1,5 @@
-"""Test helpers for the read side: sandboxes and stored events without going through the write model.
+"""Test helpers for the lab: sandboxes and stored events without going through the write model, visitors with a
+sandbox, and waiting in async tests. (Fixtures shared by the integration tests are in conftest.py.)
 
 The projector must cope with whatever the store holds (including rows the write model would never produce,
 such as poison payloads), so these helpers write StoredEvent rows directly.
@@ -12,6 +13,7 @@ import uuid
 from decimal import Decimal
 
 from django.db import transaction
+from django.test import Client
 from django.utils import timezone
 
 from lab.models import Sandbox, StoredEvent
@@ -51,6 +53,13 @@ def append(
             causation_id=cause,
             recorded_at=recorded_at or timezone.now(),
         )
+
+
+def visitor(path: str = "/lab/", **client_options) -> Client:
+    """A new browser whose first visit (to `path`, a page with the lab) gave its session a sandbox."""
+    client = Client(**client_options)
+    client.get(path)
+    return client
 
 
 def append_many(sandbox: Sandbox, amounts: list[tuple[str, str]]) -> list[StoredEvent]:

@@ -9,7 +9,7 @@ import asyncio
 import re
 
 import pytest
-from asgiref.sync import SyncToAsync, sync_to_async
+from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.db import connections
@@ -19,19 +19,17 @@ from lab import consumers
 from lab.live import apublish
 from lab.models import Sandbox
 from reqflow.asgi import application
+from tests.integration.lab_events import visitor
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend]
+# The session middleware runs in asgiref's shared thread, whose connection outlives the test.
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.backend,
+    pytest.mark.usefixtures("close_thread_connections"),
+]
 
 ORIGIN = (b"origin", b"http://127.0.0.1")
 HX = {"HTTP_HX_REQUEST": "true"}
-
-
-@pytest.fixture(autouse=True)
-def _close_shared_thread_connection():
-    yield
-    # asgiref's one shared thread (the session middleware ran there) outlives the test and keeps its
-    # connection; PostgreSQL will not drop the test database while it is open.
-    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
 
 
 def in_thread(func):
@@ -48,8 +46,7 @@ def in_thread(func):
 
 
 def _visit() -> tuple[Client, str]:
-    client = Client()
-    client.get("/lab/")
+    client = visitor()
     return client, client.cookies[settings.SESSION_COOKIE_NAME].value
 
 

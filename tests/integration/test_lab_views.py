@@ -9,6 +9,7 @@ import pytest
 from django.test import Client
 
 from lab.models import Sandbox, StoredEvent
+from tests.integration.lab_events import visitor
 
 CONCEPT = "/concepts/cqrs-event-sourcing/"
 HX = {"HTTP_HX_REQUEST": "true"}
@@ -57,9 +58,7 @@ def deposit(client: Client, amount: str = "50", **extra: str):
 
 @pytest.fixture
 def learner() -> Client:
-    client = Client()
-    client.get(CONCEPT)  # the first visit gives the session its sandbox
-    return client
+    return visitor(CONCEPT)
 
 
 def test_the_concept_page_renders_the_lab_with_every_test_id(learner):
@@ -155,8 +154,7 @@ def test_a_no_javascript_post_never_redirects_off_the_site(learner):
 
 
 def test_csrf_is_enforced_on_commands():
-    client = Client(enforce_csrf_checks=True)
-    client.get(CONCEPT)
+    client = visitor(CONCEPT, enforce_csrf_checks=True)
     refused = client.post("/lab/command/", {"kind": "deposit", "amount": "50"}, **HX)
     assert refused.status_code == 403
     assert StoredEvent.objects.count() == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import Permission
 from django.template.loader import render_to_string
-from django.test import Client, RequestFactory
+from django.test import RequestFactory
 from django.urls import reverse
 
 from notes.models import NOTE_MAX_CHARS, Note
@@ -230,22 +230,20 @@ def test_deleting_asks_first_then_removes_the_note(alice_client, alice):
     assert not Note.objects.filter(pk=note.pk).exists()
 
 
-def test_staff_with_every_note_permission_still_cannot_see_notes_in_the_admin(django_user_model, alice):
+def test_staff_with_every_note_permission_still_cannot_see_notes_in_the_admin(django_user_model, alice, client_for):
     note = Note.objects.create(owner=alice, concept_slug=SLUG, body="private")
     staff = django_user_model.objects.create_user("staff", password="x-staff-pass-1", is_staff=True)
     staff.user_permissions.set(Permission.objects.filter(content_type__app_label="notes"))
-    client = Client()
-    client.force_login(staff)
+    client = client_for(staff)
     assert client.get("/admin/notes/note/").status_code == 403
     assert client.get(f"/admin/notes/note/{note.pk}/change/").status_code in (302, 403)
     assert "Private notes" not in client.get("/admin/").content.decode()
 
 
-def test_a_superuser_can_see_notes_in_the_admin(django_user_model, alice):
+def test_a_superuser_can_see_notes_in_the_admin(django_user_model, alice, client_for):
     Note.objects.create(owner=alice, concept_slug=SLUG, body="private")
     root = django_user_model.objects.create_superuser("root", password="x-root-pass-1")
-    client = Client()
-    client.force_login(root)
+    client = client_for(root)
     response = client.get("/admin/notes/note/")
     assert response.status_code == 200
     assert SLUG in response.content.decode()

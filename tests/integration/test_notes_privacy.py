@@ -6,7 +6,7 @@ import re
 import uuid
 
 import pytest
-from django.test import Client, RequestFactory
+from django.test import RequestFactory
 from django.urls import reverse
 
 from notes.models import Note
@@ -125,10 +125,8 @@ def test_signed_out_visitors_cannot_read_a_note_by_id(client, alices_note):
 
 
 @pytest.fixture
-def csrf_alice(alice):
-    client = Client(enforce_csrf_checks=True)
-    client.force_login(alice)
-    return client
+def csrf_alice(alice, client_for):
+    return client_for(alice, enforce_csrf_checks=True)
 
 
 def test_a_save_without_a_csrf_token_is_refused(csrf_alice, alice):

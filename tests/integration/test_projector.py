@@ -14,31 +14,13 @@ from lab import controls, live, projector, queries
 from lab.live import wake_projector
 from lab.models import DeadLetter, HistoryLine, Sandbox
 from lab.projector import Projector, start_embedded_projector, stop_embedded_projector
-from tests.integration.lab_events import append, close_sync_to_async_connections, eventually, new_sandbox
+from tests.integration.lab_events import append, eventually, new_sandbox
 
-pytestmark = [pytest.mark.backend, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(autouse=True)
-def _close_thread_connections():
-    yield
-    close_sync_to_async_connections()
-
-
-@pytest.fixture
-async def running():
-    """A projector running on the test's event loop, the way the embedded one runs on daphne's."""
-    started: list[tuple[Projector, asyncio.Task]] = []
-
-    def start(**kwargs) -> Projector:
-        p = Projector(**{"fallback_poll_s": 30.0, **kwargs})
-        started.append((p, asyncio.ensure_future(p.run())))
-        return p
-
-    yield start
-    for p, task in started:
-        p.stop()
-        await asyncio.wait_for(task, 10)
+pytestmark = [
+    pytest.mark.backend,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("close_thread_connections"),
+]
 
 
 def read_version(sandbox: Sandbox) -> int:
