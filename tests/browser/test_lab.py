@@ -1,4 +1,4 @@
-"""The Try-it lab in Debian's chromium against a live daphne with the embedded projector: every flow of issue 4.
+"""The Try-it lab in Debian's chromium against a live daphne with the embedded projector: every flow a learner can take.
 
 Waits are generous and nothing asserts a tight timing: the machine is a busy 2-core box.
 """
