@@ -50,7 +50,7 @@ def _measure() -> dict[str, float]:
     from lab.engine.store import Metadata, NewEvent
     from lab.models import Sandbox
 
-    store = store.event_store
+    event_store = store.event_store
     results: dict[str, float] = {}
 
     # --- appends: one event, one transaction, one fsync each ----------------------------------------------
@@ -76,7 +76,7 @@ def _measure() -> dict[str, float]:
         batches = [[NewEvent(event.event_type, event.schema_version, event.payload)] for _ in range(n)]
         started = time.perf_counter()
         for version, batch in enumerate(batches):
-            store.append(sandbox.stream_id, batch, version, meta)
+            event_store.append(sandbox.stream_id, batch, version, meta)
         rates.append(n / (time.perf_counter() - started))
     results["append_events_per_s"] = round(statistics.median(rates), 1)
     results["sqlite_raw_insert_per_s"] = round(statistics.median(raw_rates), 1)
