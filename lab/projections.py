@@ -41,7 +41,7 @@ from lab.models import (
     LargestDepositView,
     Sandbox,
 )
-from lab.store.values import db_time, db_uuid, py_json, py_time
+from lab.store.values import db_uuid, py_json, py_time
 
 log = logging.getLogger(__name__)
 
@@ -297,6 +297,7 @@ def _insert_history(sandbox_id: uuid.UUID, generation: int, lines: list[fold.Lin
         f"ON CONFLICT (sandbox_id, generation, position) DO UPDATE SET applied_count = {HISTORY}.applied_count + 1"
     )
     sid = db_uuid(sandbox_id)
+    adapt_time = connection.ops.adapt_datetimefield_value  # once: through the connection proxy it costs per line
     params = [
         (
             sid,
@@ -306,7 +307,7 @@ def _insert_history(sandbox_id: uuid.UUID, generation: int, lines: list[fold.Lin
             line.kind,
             str(line.amount),
             str(line.balance_after),
-            line.recorded_at if isinstance(line.recorded_at, str) else db_time(line.recorded_at),
+            line.recorded_at if isinstance(line.recorded_at, str) else adapt_time(line.recorded_at),
         )
         for line in lines
     ]
