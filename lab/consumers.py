@@ -40,7 +40,9 @@ READ_SIDE_REASONS = frozenset({"projected", "rebuild", "retro"})
 # straight away rendered the whole panel while the projector was still working (both competing for the CPU)
 # and then the read side again. A stalled projector costs a push this much delay, never more.
 PROJECTION_WAIT_S = 0.05
-CLOSE_POLICY = 1008  # a client frame: this socket is server-to-client only
+# A client frame: this socket is server-to-client only. An application code (4000-4999): the server's WebSocket
+# library refuses 1008 from an application, which turned every client frame into a traceback and a 1011 close.
+CLOSE_CLIENT_FRAME = 4400
 CLOSE_NO_SESSION = 4401  # the session ended (logout, expiry) while the socket was open
 CLOSE_NO_SANDBOX = 4403
 
@@ -149,7 +151,7 @@ class LabConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # Commands travel as POSTs with CSRF; a frame from the client is never expected.
-        await self.close(code=CLOSE_POLICY)
+        await self.close(code=CLOSE_CLIENT_FRAME)
 
     async def lab_changed(self, event: dict[str, Any]) -> None:
         # Only mark the page out of date; one loop per socket turns any number of hints into few pushes.

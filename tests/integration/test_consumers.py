@@ -139,14 +139,14 @@ async def test_a_client_cannot_pick_another_sandbox():
     # ...and asking over the socket closes it: it is server-to-client only.
     await communicator.send_to(text_data=f'{{"sandbox": "{alice_sandbox.pk}"}}')
     closed = await communicator.receive_output(timeout=5)
-    assert closed == {"type": "websocket.close", "code": 1008}
+    assert closed == {"type": "websocket.close", "code": consumers.CLOSE_CLIENT_FRAME}
 
 
 async def test_a_binary_frame_closes_the_socket():
     _, key = await learner()
     communicator = await connected(key)
     await communicator.send_to(bytes_data=b"\x00" * 1024)
-    assert (await communicator.receive_output(timeout=5))["code"] == 1008
+    assert (await communicator.receive_output(timeout=5))["code"] == consumers.CLOSE_CLIENT_FRAME
 
 
 async def test_a_command_is_pushed_to_another_tab_after_it_commits():

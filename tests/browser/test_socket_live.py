@@ -1,0 +1,45 @@
+"""The lab's WebSocket over real TCP against a live daphne: what the in-process Communicator cannot show, such as
+which close codes the server's WebSocket library (autobahn) actually sends."""
+
+from __future__ import annotations
+
+import asyncio
+import http.cookiejar
+import urllib.request
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from lab.consumers import CLOSE_CLIENT_FRAME
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def session_cookie(live_url: str) -> str:
+    """Visit the lab like a browser (which gives the session its sandbox) and return the Cookie header."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    with opener.open(f"{live_url}/lab/", timeout=20) as response:
+        assert response.status == 200
+    return "; ".join(f"{c.name}={c.value}" for c in jar)
+
+
+async def close_code_after_sending(live_url: str, cookie: str, frame: str | bytes) -> int | None:
+    ws_url = live_url.replace("http://", "ws://") + "/ws/lab/"
+    async with connect(ws_url, additional_headers={"Cookie": cookie}, origin=live_url, open_timeout=10) as socket_:
+        await asyncio.wait_for(socket_.recv(), 10)  # the full state every (re)connecting page is sent first
+        await socket_.send(frame)
+        try:
+            while True:
+                await asyncio.wait_for(socket_.recv(), 10)
+        except ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd else None
+
+
+@pytest.mark.parametrize("frame", ["hello", b"\x00" * 64], ids=["text", "binary"])
+def test_a_client_frame_closes_the_socket_with_the_labs_own_code_not_an_internal_error(live_url, frame):
+    # The socket is server-to-client only. A close code the WebSocket library refuses (1008 was) turned every client
+    # frame into a traceback on the server and an abnormal close (1011/1006) for the client.
+    code = asyncio.run(close_code_after_sending(live_url, session_cookie(live_url), frame))
+    assert code == CLOSE_CLIENT_FRAME == 4400
