@@ -192,6 +192,7 @@ def _event_json(event: Any) -> str:
     return json.dumps(
         {
             "position": event.position,
+            "stream_id": event.stream_id,
             "version": event.version,
             "type": event.event_type,
             "schema_version": event.schema_version,

@@ -65,6 +65,7 @@ def event_view(stored: Any, target_schema: int | None = None) -> EventView:
         lifted = {"unreadable": str(exc)}
     return EventView(
         position=stored.position,
+        stream_id=stored.stream_id,
         version=stored.version,
         event_type=stored.event_type,
         schema_version=stored.schema_version,

@@ -16,6 +16,7 @@ from typing import Any
 @dataclass(frozen=True)
 class EventView:
     position: int
+    stream_id: str
     version: int
     event_type: str  # "Deposited" | "Withdrew"
     schema_version: int

@@ -292,6 +292,24 @@ def test_replay_steps_one_event_at_a_time(learner):
     assert 'data-version="2"' in frame and "$30.00" in frame
 
 
+def test_a_replayed_deposit_shows_its_amount_whatever_its_schema(learner):
+    deposit(learner, "10")
+    assert learner.post("/lab/schema/", {"version": "2"}, **HX).status_code == 200
+    deposit(learner, "1234.50")  # stored as schema v2: amount_cents, no "amount" field
+    frame = text_of(learner.get("/lab/replay/", {"replay": "2"}, **HX).content.decode(), "replay-frame")
+    assert "Deposited $1,234.50" in frame and "$1,244.50" in frame
+    frame = text_of(learner.get("/lab/replay/", {"replay": "1"}, **HX).content.decode(), "replay-frame")
+    assert "Deposited $10.00" in frame
+
+
+def test_the_event_log_shows_each_events_stream(learner):
+    deposit(learner, "10")
+    sandbox = Sandbox.objects.get()
+    partial = learner.get("/lab/log/", **HX).content.decode()
+    assert f"<dt>Stream</dt><dd><code>{sandbox.stream_id}</code></dd>" in partial
+    assert f"&quot;stream_id&quot;: &quot;{sandbox.stream_id}&quot;" in partial  # in the JSON the copy button copies
+
+
 def test_reset_starts_a_fresh_sandbox(learner):
     deposit(learner, "10")
     response = learner.post("/lab/reset/", {}, **HX)
