@@ -145,7 +145,7 @@ def project(
         try:
             with transaction.atomic():
                 try_sandbox_lock(sandbox_id)
-                _guard(sandbox_id, generation, rebuilding)
+                _guard(sandbox_id, projection, generation, rebuilding)
                 applied, poison = _apply(sandbox_id, projection, generation, cp, due)
                 if hold_s:
                     time.sleep(hold_s)
@@ -204,7 +204,8 @@ def _has_open_dead_letter(sandbox_id: uuid.UUID, projection: str) -> bool:
     return DeadLetter.objects.filter(sandbox_id=sandbox_id, projection=projection, resolved_at__isnull=True).exists()
 
 
-def _guard(sandbox_id: uuid.UUID, generation: int, rebuilding: bool) -> None:
+def _guard(sandbox_id: uuid.UUID, projection: str, generation: int, rebuilding: bool) -> None:
+    """Inside the batch's transaction: the sandbox is still in the state the batch was planned for."""
     row = sandbox_row(sandbox_id, lock=True)
     if row is None or row["retired_at"] is not None:
         raise Abort
@@ -215,7 +216,10 @@ def _guard(sandbox_id: uuid.UUID, generation: int, rebuilding: bool) -> None:
     crashed = row["projector_crashed_until"]
     if row["projector_paused"] or (crashed is not None and crashed > timezone.now()):
         raise Abort
-    if row["live_generation"] != generation:
+    # Only the balance model is rebuilt blue/green, so only its live generation moves (with each swap). The
+    # retroactive model always builds into RETRO_GENERATION: held to the balance's generation, it stopped for
+    # good after the first rebuild.
+    if projection == BALANCE and row["live_generation"] != generation:
         raise Abort
 
 

@@ -38,7 +38,8 @@ def begin(sandbox_id: uuid.UUID, *, max_concurrent: int | None = MAX_CONCURRENT_
             cur.execute("SELECT pg_advisory_xact_lock(%s)", [REBUILD_CAP_LOCK])
     fresh = Sandbox.objects.select_for_update().get(pk=sandbox_id)
     if fresh.rebuilding_generation is None:
-        busy = Sandbox.objects.filter(rebuilding_generation__isnull=False).count()
+        # A retired sandbox (reset mid-rebuild) never takes another step: counting it held a slot for good.
+        busy = Sandbox.objects.filter(rebuilding_generation__isnull=False, retired_at__isnull=True).count()
         if max_concurrent is not None and busy >= max_concurrent:
             raise RebuildBusy("Other rebuilds are running right now; try again in a few seconds.")
         generation = fresh.live_generation + 1

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,7 +15,7 @@ from lab import commands, controls, projector, queries, rebuild
 from lab.engine import projection
 from lab.engine.upcasting import decode
 from lab.live import wake_projector
-from lab.models import HistoryLine, StoredEvent
+from lab.models import HistoryLine, Sandbox, StoredEvent
 from lab.types import Progress
 from tests.integration.lab_events import append, eventually, new_sandbox
 
@@ -162,6 +163,14 @@ def test_rebuilds_are_capped_and_the_refusal_is_a_clear_message():
     with pytest.raises(controls.RebuildBusy, match="try again"):
         controls.start_rebuild(sandboxes[-1])
     assert controls.start_rebuild(sandboxes[0]).running  # asking again for a running one is not a new rebuild
+
+
+def test_a_sandbox_reset_in_the_middle_of_its_rebuild_does_not_hold_a_rebuild_slot():
+    abandoned = [new_sandbox() for _ in range(rebuild.MAX_CONCURRENT_REBUILDS)]
+    for s in abandoned:
+        controls.start_rebuild(s)
+    Sandbox.objects.filter(pk__in=[s.pk for s in abandoned]).update(retired_at=timezone.now())  # as a reset does
+    assert controls.start_rebuild(new_sandbox()).running
 
 
 def test_a_rebuild_chases_a_live_model_that_keeps_moving():
