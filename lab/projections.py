@@ -121,14 +121,13 @@ def project(
     *,
     lag: dt.timedelta | None,
     limit: int,
-    upto: int | None = None,
     rebuilding: bool = False,
     now: dt.datetime | None = None,
     hold_s: float = 0.0,
 ) -> Outcome:
     """Apply the due events after this projection's checkpoint, at most `limit`, in one transaction.
 
-    `lag=None` applies everything up to `upto` (a rebuild replays what the live model already shows).
+    `lag=None` applies every event, due or not (for callers that want the whole log at once).
     `rebuilding=True` guards on the sandbox still rebuilding into `generation`, otherwise on it being live.
     `hold_s` keeps the transaction open before commit: a fault-injection knob for the crash tests only.
     """
@@ -137,7 +136,7 @@ def project(
     if _has_open_dead_letter(sandbox_id, projection):
         out.stalled = True
         return out
-    rows = store.events_for_projection(sandbox_id, cp[0], limit + 1, upto)
+    rows = store.events_for_projection(sandbox_id, cp[0], limit + 1)
     out.more = len(rows) > limit
     cutoff = None if lag is None else (now or timezone.now()) - lag
     due = _due_prefix(rows[:limit], cutoff, lag, out)

@@ -57,23 +57,15 @@ def events_after(sandbox_id: Any, position: int, limit: int) -> list[tuple[int, 
     return list(rows)
 
 
-def events_for_projection(
-    sandbox_id: uuid.UUID, after: int, limit: int, upto: int | None = None
-) -> list[tuple[Any, ...]]:
+def events_for_projection(sandbox_id: uuid.UUID, after: int, limit: int) -> list[tuple[Any, ...]]:
     """The projector's feed: (position, version, type, schema, payload, recorded_at) rows after `after`, as the
     database returns them (raw: the projector converts only what it uses; see lab.store.values)."""
     sql = (
         f"SELECT position, version, event_type, schema_version, payload, recorded_at FROM {EVENTS} "
-        "WHERE sandbox_id = %s AND position > %s"
+        "WHERE sandbox_id = %s AND position > %s ORDER BY position LIMIT %s"
     )
-    params: list[Any] = [db_uuid(sandbox_id), after]
-    if upto is not None:
-        sql += " AND position <= %s"
-        params.append(upto)
-    sql += " ORDER BY position LIMIT %s"
-    params.append(limit)
     with connection.cursor() as cur:
-        cur.execute(sql, params)
+        cur.execute(sql, [db_uuid(sandbox_id), after, limit])
         return cur.fetchall()
 
 

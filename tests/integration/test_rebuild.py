@@ -74,6 +74,20 @@ def test_a_rebuild_shows_what_the_live_model_showed_and_leaves_events_in_flight_
     assert [e.version for e in queries.in_flight(sandbox)] == [4]
 
 
+def test_a_rebuild_reads_the_whole_log_even_where_the_projector_never_ran():
+    # Scaled out with no worker started yet (or the embedded projector off), the live model is empty: a rebuild
+    # that stopped at the live checkpoint "rebuilt" from 0 events.
+    sandbox = new_sandbox()
+    for kind, amount in [("Deposited", "50.00"), ("Withdrew", "20.00"), ("Deposited", "7.25")]:
+        append(sandbox, kind, amount)
+    out = io.StringIO()
+    call_command("rebuild_projection", "--sandbox", str(sandbox.pk), stdout=out)
+    assert f"sandbox {sandbox.pk}: rebuilt 3 events" in out.getvalue()
+    answer = queries.query(sandbox)
+    assert (answer.balance, answer.read_version, answer.stale) == (Decimal("37.25"), 3, False)
+    assert [line.version for line in queries.read_side(sandbox).history] == [1, 2, 3]
+
+
 def test_a_second_rebuild_uses_a_fresh_generation_and_drops_the_old_ones():
     sandbox = new_sandbox()
     projected(sandbox, [("Deposited", "5.00")] * 4)
