@@ -22,7 +22,10 @@ log = logging.getLogger(__name__)
 
 MESSAGE_TYPE = "lab.changed"  # handled by LabConsumer.lab_changed
 WAKEUP_GROUP = "projector-wakeup"  # run_projector workers listen here (scaled-out mode)
-WAKEUP_TIMEOUT_S = 1.0  # a hung channel layer must not hold up the request that committed
+# A hung channel layer must not hold up the request that committed (the Redis connection has no socket timeout of
+# its own: see CHANNEL_LAYERS in reqflow/settings.py).
+WAKEUP_TIMEOUT_S = 1.0
+PUBLISH_TIMEOUT_S = 1.0
 
 
 def group_name(sandbox_id: object) -> str:
@@ -38,8 +41,8 @@ async def apublish(sandbox_id: object, reason: str, **fields: Any) -> None:
     if layer is None:
         return
     try:
-        await layer.group_send(group_name(sandbox_id), message(reason, **fields))
-    except Exception:  # a push is a hint: a full or unreachable layer must never fail the caller
+        await asyncio.wait_for(layer.group_send(group_name(sandbox_id), message(reason, **fields)), PUBLISH_TIMEOUT_S)
+    except Exception:  # a push is a hint: a full, hung or unreachable layer must never fail the caller
         log.warning("push to %s failed", group_name(sandbox_id), exc_info=True)
 
 

@@ -112,17 +112,29 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Channels -------------------------------------------------------------------------------------
 REDIS_URL = env_url("REDIS_URL", schemes=("redis", "rediss", "unix"))
-REDIS_SOCKET_TIMEOUT_S = 15.0  # above channels_redis' 5 s blocking receive (see CHANNEL_LAYERS)
+REDIS_CONNECT_TIMEOUT_S = 5.0
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # channels_redis waits for messages with BZPOPMIN for 5 s; redis-py 8 gives every read a 5 s socket
-            # timeout by default, so an idle receive raced it and raised TimeoutError (an idle socket closed with
-            # 1011, the projector's wake-up listener logged a traceback every 5 s). Reads may take longer than the
-            # blocking pop; a Redis that stops answering is still noticed within REDIS_SOCKET_TIMEOUT_S.
+            # No socket timeout (redis-py 8 sets 5 s by default), for two reasons measured here:
+            # - channels_redis waits for messages with a 5 s BZPOPMIN: every idle receive raced a 5 s read timeout
+            #   and raised TimeoutError (an idle page's socket closed with 1011, the projector's listener logged);
+            # - redis-py sends every command through asyncio.wait_for when a socket timeout is set, and on
+            #   Python 3.11 wait_for loses a cancellation that lands as the send completes: a cancelled receive (a
+            #   closing WebSocket, a stopping projector) then went on polling Redis forever, and a test's event
+            #   loop never closed.
+            # Connecting stays bounded, TCP keepalive notices a dead peer, and our own calls bound themselves
+            # (lab.live: publish and wake-up 1 s; the projector's pushes 1 s; read-your-writes its own wait).
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "socket_timeout": REDIS_SOCKET_TIMEOUT_S}],
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": None,
+                        "socket_connect_timeout": REDIS_CONNECT_TIMEOUT_S,
+                        "socket_keepalive": True,
+                    }
+                ],
                 "capacity": 200,
                 "expiry": 30,
             },
