@@ -19,7 +19,7 @@ import time
 from decimal import Decimal
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-RUNS = 5
+RUNS = int(os.environ.get("BENCH_RUNS", 5))
 
 
 def run(tmpdir: pathlib.Path) -> dict[str, float]:

@@ -1,0 +1,48 @@
+"""`make bench` still runs: every benchmark script, at a few events and samples each, into a temporary results file.
+
+Nothing else imports the benchmark scripts, so a change to the code they drive can break them silently (the lab's
+move to its own app did: the store benchmark lost its append and load figures until `make bench` was run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_benchmark_runs_and_reports_every_figure(tmp_path):
+    results = tmp_path / "results.json"
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL"}},
+        "BENCH_RESULTS": str(results),
+        "BENCH_RUNS": "1",
+        "BENCH_EVENTS": "300",
+        "BENCH_LATENCY_SAMPLES": "10",
+    }
+    done = subprocess.run(
+        [sys.executable, "bench/run.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    figures = json.loads(results.read_text())["figures"]
+    expected = {
+        "append_events_per_s",
+        "sqlite_raw_insert_per_s",
+        "send_command_per_s",
+        "load_10k_no_snapshot_ms",
+        "load_10k_snapshot_ms",
+        "projector_events_per_s",
+        "rebuild_events_per_s",
+        "lag_error_ms_p99",
+        "visible_latency_lag0_ms_p50",
+        "visible_latency_lag0_ms_p99",
+    }
+    assert expected <= set(figures), sorted(expected - set(figures))
+    assert all(value > 0 for value in figures.values())
