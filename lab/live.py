@@ -22,10 +22,10 @@ log = logging.getLogger(__name__)
 
 MESSAGE_TYPE = "lab.changed"  # handled by LabConsumer.lab_changed
 WAKEUP_GROUP = "projector-wakeup"  # run_projector workers listen here (scaled-out mode)
-# A hung channel layer must not hold up the request that committed (the Redis connection has no socket timeout of
-# its own: see CHANNEL_LAYERS in reqflow/settings.py).
-WAKEUP_TIMEOUT_S = 1.0
-PUBLISH_TIMEOUT_S = 1.0
+# Every hint (a push, a wake-up) gives up after this long: a hung channel layer must hold up neither the request
+# that committed nor the projector (the Redis connection has no socket timeout of its own: see CHANNEL_LAYERS in
+# reqflow/settings.py).
+HINT_TIMEOUT_S = 1.0
 
 
 def group_name(sandbox_id: object) -> str:
@@ -41,7 +41,7 @@ async def apublish(sandbox_id: object, reason: str, **fields: Any) -> None:
     if layer is None:
         return
     try:
-        await asyncio.wait_for(layer.group_send(group_name(sandbox_id), message(reason, **fields)), PUBLISH_TIMEOUT_S)
+        await asyncio.wait_for(layer.group_send(group_name(sandbox_id), message(reason, **fields)), HINT_TIMEOUT_S)
     except Exception:  # a push is a hint: a full, hung or unreachable layer must never fail the caller
         log.warning("push to %s failed", group_name(sandbox_id), exc_info=True)
 
@@ -109,7 +109,7 @@ def send_wakeup(sandbox_id: object) -> None:
 
     async def send() -> None:
         try:
-            await asyncio.wait_for(layer.group_send(WAKEUP_GROUP, wakeup), WAKEUP_TIMEOUT_S)
+            await asyncio.wait_for(layer.group_send(WAKEUP_GROUP, wakeup), HINT_TIMEOUT_S)
         except Exception:
             log.warning("projector wake-up could not be sent", exc_info=True)
 

@@ -48,7 +48,6 @@ T = TypeVar("T")
 
 BATCH = 500  # events per sandbox per turn: big enough to catch up fast, small enough to stay fair
 FALLBACK_POLL_S = 5.0  # only for wake-ups that got lost (another process without Redis, a missed notify)
-PUSH_TIMEOUT_S = 1.0  # a hung channel layer must not stall projection
 MAX_BACKOFF_S = 10.0
 LISTENER_STOP_TRIES = 10
 LISTENER_STOP_WAIT_S = 0.2
@@ -289,19 +288,13 @@ class Projector:
             self._failures.pop(None, None)
             self.applied_total += result.applied
             for reason, fields in result.pushes:
-                await self._publish(sid, reason, fields)
+                await live.apublish(sid, reason, **fields)  # bounded and never raising: a push is a hint
             if result.more:
                 self._due[sid] = 0.0
                 more = True
             elif result.next_due is not None:
                 self._due[sid] = min(self._due.get(sid, result.next_due), result.next_due)
         return more
-
-    async def _publish(self, sid: uuid.UUID, reason: str, fields: dict[str, Any]) -> None:
-        try:
-            await asyncio.wait_for(live.apublish(sid, reason, **fields), PUSH_TIMEOUT_S)
-        except TimeoutError:
-            log.warning("push %s to sandbox %s timed out", reason, sid)
 
     async def _listen(self) -> None:
         layer = get_channel_layer()
@@ -318,7 +311,7 @@ class Projector:
             except asyncio.CancelledError:
                 if channel is not None:
                     try:
-                        await asyncio.wait_for(layer.group_discard(live.WAKEUP_GROUP, channel), PUSH_TIMEOUT_S)
+                        await asyncio.wait_for(layer.group_discard(live.WAKEUP_GROUP, channel), live.HINT_TIMEOUT_S)
                     except Exception:  # noqa: S110 (the group entry expires on its own)
                         pass
                 raise

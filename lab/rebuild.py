@@ -57,7 +57,9 @@ def begin(sandbox_id: uuid.UUID, *, max_concurrent: int | None = MAX_CONCURRENT_
 def announce(sandbox_id: uuid.UUID, started: Progress) -> None:
     """After the commit: wake the projector to take the first steps, and show the rebuild on open pages."""
     live.after_commit(sandbox_id, "settings")
-    live.after_commit(sandbox_id, "rebuild", done=started.done, total=started.total, running=started.running)
+    live.after_commit(
+        sandbox_id, "rebuild", wake=False, done=started.done, total=started.total, running=started.running
+    )
 
 
 def progress(

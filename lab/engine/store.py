@@ -91,6 +91,33 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def recorded_events(
+    stream_id: str,
+    events: Sequence[NewEvent],
+    positions: Sequence[int],
+    expected_version: int,
+    metadata: Metadata,
+    at: dt.datetime,
+) -> list[RecordedEvent]:
+    """What an append returns: each new event at the position the store gave it and the next stream version."""
+    return [
+        RecordedEvent(
+            position=position,
+            stream_id=stream_id,
+            version=expected_version + i + 1,
+            event_type=e.event_type,
+            schema_version=e.schema_version,
+            payload=dict(e.payload),
+            event_id=e.event_id,
+            command_id=metadata.command_id,
+            correlation_id=metadata.correlation_id,
+            causation_id=metadata.causation_id,
+            recorded_at=at,
+        )
+        for i, (e, position) in enumerate(zip(events, positions, strict=True))
+    ]
+
+
 class InMemoryEventStore:
     """The store contract in a few dicts; one lock stands in for the database's write lock."""
 
@@ -113,23 +140,8 @@ class InMemoryEventStore:
             ids = [e.event_id for e in events]
             if len(set(ids)) != len(ids) or self._event_ids.intersection(ids):
                 raise ValueError("an event id is already stored")
-            at = now()
-            recorded = [
-                RecordedEvent(
-                    position=len(self._log) + i + 1,
-                    stream_id=stream_id,
-                    version=expected_version + i + 1,
-                    event_type=e.event_type,
-                    schema_version=e.schema_version,
-                    payload=dict(e.payload),
-                    event_id=e.event_id,
-                    command_id=metadata.command_id,
-                    correlation_id=metadata.correlation_id,
-                    causation_id=metadata.causation_id,
-                    recorded_at=at,
-                )
-                for i, e in enumerate(events)
-            ]
+            positions = [len(self._log) + i + 1 for i in range(len(events))]
+            recorded = recorded_events(stream_id, events, positions, expected_version, metadata, now())
             self._log.extend(recorded)
             self._streams[stream_id] = [*stream, *recorded]
             self._event_ids.update(ids)

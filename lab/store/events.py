@@ -12,7 +12,6 @@ positions can never see a higher position commit before a lower one.
 # ruff: noqa: S608  (SQL is built only from model table names; every value is a parameter)
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -21,7 +20,7 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections,
 from django.utils import timezone
 
 from lab.engine.messages import Event
-from lab.engine.store import ConcurrencyError, Metadata, NewEvent, RecordedEvent
+from lab.engine.store import ConcurrencyError, Metadata, NewEvent, RecordedEvent, recorded_events
 from lab.engine.upcasting import decode, encode, upcast
 from lab.models import Sandbox, StoredEvent
 from lab.store.values import db_json, db_time, db_uuid, py_json, py_time, py_uuid
@@ -84,32 +83,6 @@ def _insert_params(
         row = (e.event_type, e.schema_version, db_json(e.payload), db_uuid(e.event_id))
         rows.append((*head, expected_version + i + 1, *row, *tail, expected_version + i))
     return rows
-
-
-def _recorded(
-    stream_id: str,
-    events: Sequence[NewEvent],
-    positions: list[int],
-    expected_version: int,
-    metadata: Metadata,
-    at: dt.datetime,
-) -> list[RecordedEvent]:
-    return [
-        RecordedEvent(
-            position=position,
-            stream_id=stream_id,
-            version=expected_version + i + 1,
-            event_type=e.event_type,
-            schema_version=e.schema_version,
-            payload=dict(e.payload),
-            event_id=e.event_id,
-            command_id=metadata.command_id,
-            correlation_id=metadata.correlation_id,
-            causation_id=metadata.causation_id,
-            recorded_at=at,
-        )
-        for i, (e, position) in enumerate(zip(events, positions, strict=True))
-    ]
 
 
 def stream_rows(columns: str, stream_id: str, after_version: int, up_to_version: int | None) -> list[tuple[Any, ...]]:
@@ -200,7 +173,7 @@ class DjangoEventStore:
                 if raw.in_transaction:
                     raw.execute("ROLLBACK")
                 raise
-        return _recorded(stream_id, events, positions, expected_version, metadata, at)
+        return recorded_events(stream_id, events, positions, expected_version, metadata, at)
 
     def _append_locked(
         self,
@@ -221,7 +194,7 @@ class DjangoEventStore:
                     cursor.execute(_HEAD, [stream_id])
                     raise ConcurrencyError(stream_id, expected_version, cursor.fetchone()[0])
                 positions.append(found[0])
-        return _recorded(stream_id, events, positions, expected_version, metadata, at)
+        return recorded_events(stream_id, events, positions, expected_version, metadata, at)
 
     def stream_version(self, stream_id: str) -> int:
         with connection.cursor() as cursor:
