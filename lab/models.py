@@ -40,6 +40,9 @@ class Sandbox(models.Model):
     projector_paused = models.BooleanField(default=False)
     projector_crashed_until = models.DateTimeField(null=True, blank=True)
     retro_model_enabled = models.BooleanField(default=False)
+    # How fast a rebuild and the retroactive model's catch-up replay the log, in events a second (0: as fast as
+    # the projector can). Slow by default so a learner can watch the fold; live projection ignores it.
+    replay_rate = models.PositiveIntegerField(default=10)
     # Which generation of the read models answers queries; a rebuild fills generation + 1, then swaps.
     live_generation = models.PositiveIntegerField(default=1)
     rebuilding_generation = models.PositiveIntegerField(null=True, blank=True)
@@ -199,6 +202,8 @@ class HistoryLine(models.Model):
     balance_after = models.DecimalField(max_digits=14, decimal_places=2)
     recorded_at = models.DateTimeField()
     applied_count = models.PositiveSmallIntegerField(default=1, help_text="Proof of exactly-once in crash tests.")
+    # When the projector applied it (recorded_at is when it was appended): the chart's read line after a reload.
+    applied_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "concepts_historyline"
@@ -238,6 +243,8 @@ class DeadLetter(models.Model):
     error = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
+    # Set when a learner skipped the event: the projection passes over this position for good (rebuilds too).
+    skipped_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "concepts_deadletter"
