@@ -46,6 +46,8 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import slugify
 from markdown_it import MarkdownIt
 
+from concepts import search
+
 DEFAULT_CONTENT_DIR = Path(__file__).resolve().parent / "content"
 
 # Brysbaert (2019): adults read English non-fiction silently at about 238 words a minute.
@@ -112,10 +114,17 @@ class Concept:
     def read_minutes(self) -> int:
         return max(1, math.floor(self.words / WORDS_PER_MINUTE + 0.5))
 
+    @functools.cached_property
+    def _haystack(self) -> tuple[str, frozenset[str]]:
+        """The searchable text, casefolded, and the stems of its words (computed once per process)."""
+        text = f"{self.title}\n{self.summary}\n{self.body_text}".casefold()
+        return text, search.stems(text)
+
     def matches(self, query: str) -> bool:
-        """Every word of the query appears in the title, summary or body (case-insensitive)."""
-        haystack = f"{self.title}\n{self.summary}\n{self.body_text}".casefold()
-        return all(term in haystack for term in query.casefold().split())
+        """Every word of the query appears in the title, summary or body (case-insensitive), as typed or in another
+        form of the same word (concepts.search: "eventual consistency" finds "eventually consistent")."""
+        text, stems = self._haystack
+        return all(search.term_matches(term, text, stems) for term in query.casefold().split())
 
 
 @dataclass(frozen=True)

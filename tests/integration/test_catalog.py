@@ -134,3 +134,26 @@ def test_a_new_concept_file_gets_a_catalog_entry_and_its_own_page_with_no_code(c
     assert '<section id="what-it-is"' in detail and "Bounded queues push back." in detail
     assert 'data-testid="lab"' not in detail  # no `lab:` in its front matter, so no panel
     assert '<section id="your-notes"' in detail
+
+
+def test_eventual_consistency_finds_the_page_that_says_eventually_consistent(client):
+    # The real CQRS page says "eventually consistent", never "eventual consistency": the words match by form.
+    page = client.get(CATALOG, {"q": "eventual consistency"}).content.decode()
+    assert "match “eventual consistency”." in text_of(page) and "No concepts match" not in text_of(page)
+    assert 'href="/concepts/cqrs-event-sourcing/"' in page
+
+
+def test_search_matches_other_forms_of_a_word_both_ways_and_nothing_unrelated(client, library_dir):
+    (library_dir / "consistency.md").write_text(
+        concept("consistency", "Read Models", "Data", "Reads lag writes.", "Replicas are eventually consistent.")
+    )
+    for query in ("eventual consistency", "consistently", "lagging", "replica eventual"):
+        text = text_of(client.get(CATALOG, {"q": query}).content.decode())
+        assert f"1 of 4 concepts match “{query}”." in text, query
+        assert ">Read Models</a>" in client.get(CATALOG, {"q": query}).content.decode()
+    for query, title in [("shards", "Sharding"), ("cached", "Caching"), ("relaying", "Transactional Outbox")]:
+        page = client.get(CATALOG, {"q": query}).content.decode()
+        assert f">{title}</a>" in page and "1 of 4 concepts match" in text_of(page), query
+    assert "No concepts match “consistent hashing”." in text_of(
+        client.get(CATALOG, {"q": "consistent hashing"}).content.decode()
+    )
