@@ -1,36 +1,58 @@
-"""Which sandbox a request (or a WebSocket's session) works in, resets, the sandbox following a learner across
-sign-in, and purging idle sandboxes.
+"""Which sandbox a request (or a WebSocket's session) works in, resets (and undoing one), the sandbox following a
+learner across sign-in, and purging idle sandboxes.
 
 The current sandbox id lives in the session data (server-side), not only in Sandbox.session_key: Django
 rotates the session key at sign-in, and the data survives the rotation while the key does not.
+
+A reset never locks a learner out. It retires the current sandbox and keeps it for UNDO_WINDOW_S seconds, during
+which `undo_reset` brings it back; a session (or account) at its LAB_MAX_SANDBOXES_PER_SESSION sandboxes has its
+oldest retired ones purged to make room, never the current one nor the one held for Undo.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import uuid
+from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY, get_user_model
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import F, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from lab import store
+from lab import live, store
 from lab.models import Sandbox
 
 SESSION_SANDBOX = "lab_sandbox_id"
-SESSION_CREATED = "lab_sandboxes_created"
+SESSION_UNDO = "lab_reset_undo"  # {"previous": id, "fresh": id, "until_ms": epoch ms} after a reset
+# How long a reset can be undone. The retired sandbox stays intact meanwhile (and long after, until recycled).
+UNDO_WINDOW_S = 15
 # Writing last_active_at on every request would take the SQLite write lock on every page view; purging works
 # in days, so minutes of precision are plenty.
 TOUCH_EVERY = dt.timedelta(minutes=5)
 
 
-class SandboxLimitReached(PermissionDenied):
-    """Too many sandboxes for one session. A PermissionDenied, so an uncaught one is a 403, never a 500."""
+class UndoUnavailable(Exception):
+    """Why a reset cannot be undone (any more); the text is for the learner."""
+
+
+@dataclass(frozen=True)
+class UndoOffer:
+    """A reset this session may still undo: back to `previous_id` (retired) from `fresh_id`, until `until_ms`."""
+
+    previous_id: uuid.UUID
+    fresh_id: uuid.UUID
+    until_ms: int  # epoch milliseconds, for the page's countdown
+
+    def seconds_left(self, now_ms: int | None = None) -> int:
+        """Whole seconds left, rounded up (so a live offer never reads "0 s")."""
+        now_ms = _now_ms() if now_ms is None else now_ms
+        return max(0, math.ceil((self.until_ms - now_ms) / 1000))
 
 
 def sandbox_for_request(request: HttpRequest) -> Sandbox:
@@ -56,18 +78,93 @@ def current_sandbox(session: Any, user: Any | None) -> Sandbox | None:
 
 
 def reset_sandbox(request: HttpRequest) -> Sandbox:
-    """Retire the current sandbox and start an empty one. Raises SandboxLimitReached past the session's limit."""
+    """Retire the current sandbox and start an empty one; the retired one can come back (`undo_reset`) for
+    UNDO_WINDOW_S seconds. Never refuses: at the cap, the oldest retired sandboxes of this session (or account)
+    are purged to make room."""
     current = sandbox_for_request(request)
-    limit = settings.LAB_MAX_SANDBOXES_PER_SESSION
-    if int(request.session.get(SESSION_CREATED, 1)) >= limit:
-        raise SandboxLimitReached(
-            f"This session has used its {limit} sandboxes: keep working in this one, or sign out and back in later."
-        )
     user = current.user if current.user_id else None
+    recycle(request.session, user, keep=current.pk)
     with transaction.atomic():
         Sandbox.objects.filter(pk=current.pk, retired_at__isnull=True).update(retired_at=timezone.now())
         fresh = _create(request, user)
+    until_ms = _now_ms() + UNDO_WINDOW_S * 1000
+    request.session[SESSION_UNDO] = {"previous": str(current.pk), "fresh": str(fresh.pk), "until_ms": until_ms}
     return fresh
+
+
+def recycle(session: Any, user: Any | None, *, keep: uuid.UUID) -> list[uuid.UUID]:
+    """Make room for one more sandbox: purge the oldest retired sandboxes of this session (or account) while it
+    holds LAB_MAX_SANDBOXES_PER_SESSION or more. Never `keep` (the current one), nor the one held for Undo.
+    Returns the ids purged, oldest first."""
+    owned = _owned(session, user)
+    excess = owned.count() + 1 - settings.LAB_MAX_SANDBOXES_PER_SESSION
+    if excess <= 0:
+        return []
+    held = {keep}
+    offer = undo_offer(session)
+    if offer is not None:
+        held.add(offer.previous_id)
+    oldest = owned.filter(retired_at__isnull=False).exclude(pk__in=held).order_by(F("retired_at").asc(), "created_at")
+    ids = list(oldest.values_list("pk", flat=True)[:excess])
+    for sandbox_id in ids:
+        store.purge_sandbox(sandbox_id)
+    return ids
+
+
+def undo_offer(session: Any, *, live_only: bool = True) -> UndoOffer | None:
+    """The reset this session may still undo, or None. Reads the session only (no query), so the panel can ask on
+    every render. `live_only=False` also returns an offer whose deadline has passed."""
+    raw = session.get(SESSION_UNDO)
+    if not isinstance(raw, dict):
+        return None
+    try:
+        offer = UndoOffer(uuid.UUID(str(raw["previous"])), uuid.UUID(str(raw["fresh"])), int(raw["until_ms"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    if live_only and _now_ms() > offer.until_ms:
+        return None
+    return offer
+
+
+def undo_reset(request: HttpRequest) -> Sandbox:
+    """Go back to the sandbox the last reset retired: un-retire it, retire the fresh one, make it current again.
+    Raises UndoUnavailable (with the reason, for the learner) past the deadline, or when either sandbox is no
+    longer this visitor's to switch; then nothing changes."""
+    session = request.session
+    user = getattr(request, "user", None)
+    user = user if user is not None and user.is_authenticated else None
+    offer = _undoable(session, user)
+    owned = _owned(session, user)
+    now = timezone.now()
+    with transaction.atomic():
+        back = owned.filter(pk=offer.previous_id, retired_at__isnull=False).update(retired_at=None, last_active_at=now)
+        if back != 1:
+            raise UndoUnavailable("Too late to undo: that reset was already undone.")
+        Sandbox.objects.filter(pk=offer.fresh_id, retired_at__isnull=True).update(retired_at=now)
+        # The projector skips retired sandboxes: tell it this one has work again (events it had not yet applied).
+        transaction.on_commit(lambda: live.wake_projector(offer.previous_id), robust=True)
+    session[SESSION_SANDBOX] = str(offer.previous_id)
+    session.pop(SESSION_UNDO, None)
+    return Sandbox.objects.get(pk=offer.previous_id)
+
+
+def _undoable(session: Any, user: Any | None) -> UndoOffer:
+    """The session's undo offer if it can still be carried out; else UndoUnavailable, and the offer is dropped."""
+    offer = undo_offer(session, live_only=False)
+    if offer is None:
+        raise UndoUnavailable("Nothing to undo: there was no recent reset in this browser.")
+    reason = None
+    current = current_sandbox(session, user)
+    if _now_ms() > offer.until_ms:
+        reason = f"a reset can be undone for {UNDO_WINDOW_S} s only. Keep going in this fresh sandbox."
+    elif current is None or current.pk != offer.fresh_id:
+        reason = "the lab moved on since that reset (another reset, a sign-in or a sign-out)."
+    elif not _owned(session, user).filter(pk=offer.previous_id).exists():
+        reason = "the previous sandbox is gone (recycled to make room)."
+    if reason is not None:
+        session.pop(SESSION_UNDO, None)
+        raise UndoUnavailable(f"Too late to undo: {reason}")
+    return offer
 
 
 def adopt_session_sandbox(request: HttpRequest, user: Any) -> Sandbox | None:
@@ -161,8 +258,18 @@ def _create(request: HttpRequest, user: Any) -> Sandbox:
         session.save()  # a key now, so the sandbox can name the session that made it
     sandbox = Sandbox.objects.create(session_key=session.session_key or "", user=user)
     session[SESSION_SANDBOX] = str(sandbox.pk)
-    session[SESSION_CREATED] = int(session.get(SESSION_CREATED, 0)) + 1
     return sandbox
+
+
+def _owned(session: Any, user: Any | None) -> QuerySet[Sandbox]:
+    """The sandboxes a visitor owns: the account's when signed in, else the session's anonymous ones."""
+    if user is not None:
+        return Sandbox.objects.filter(user=user)
+    return Sandbox.objects.filter(session_key=session.session_key or "-", user__isnull=True)
+
+
+def _now_ms() -> int:
+    return int(timezone.now().timestamp() * 1000)
 
 
 def _touch(sandbox: Sandbox) -> None:

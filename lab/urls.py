@@ -18,6 +18,7 @@ urlpatterns = [
     path("lab/rebuild/", views.rebuild, name="rebuild"),
     path("lab/retro/", views.retro_model, name="retro"),
     path("lab/reset/", views.reset, name="reset"),
+    path("lab/reset/undo/", views.reset_undo, name="reset-undo"),
     path("lab/log/", views.event_log, name="log"),
     path("lab/time-travel/", views.time_travel, name="time-travel"),
     path("lab/replay/", views.replay, name="replay"),

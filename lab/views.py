@@ -42,6 +42,8 @@ from reqflow.http import HtmxHttpRequest, safe_next
 PAGE = "lab/page.html"
 LIVE_HEADER = "X-Lab-Live"  # sent by lab.js on a command while the page's WebSocket is open
 CRASH_DOWNTIME_S = 3.0
+RESET_SLOT = "lab-reset-result"  # where reset and undo answer (a partial of panel.html)
+RESET_ANCHOR = "lab-reset-section"  # where a no-JavaScript reset or undo comes back to
 
 # What a control does with the sandbox and the form's cleaned data; returns the sentence to show beside it.
 Apply = Callable[[Sandbox, dict[str, Any]], str]
@@ -235,22 +237,49 @@ def retro_model(request: HtmxHttpRequest) -> HttpResponse:
 
 @require_POST
 def reset(request: HtmxHttpRequest) -> HttpResponse:
+    """Start a fresh sandbox. Never refused (old sandboxes are recycled); undoable for a few seconds."""
     old = sandboxes.sandbox_for_request(request)
-    try:
-        new = sandboxes.reset_sandbox(request)
-    except sandboxes.SandboxLimitReached as exc:
-        message = {"ok": False, "text": str(exc)}
-        panel = build_panel(request, old, next_url=_next(request), controls_message=message)
-        if request.htmx:
-            return _htmx_response(request, panel, "lab-controls-result", status=429)
-        return _page(request, panel, status=429)
-    # Other tabs' sockets are in the old sandbox's group: the hint makes them re-read the session and move.
-    publish(old.pk, "reset")
-    message = {"ok": True, "text": "Started a fresh sandbox: empty log, balance $0.00."}
+    new = sandboxes.reset_sandbox(request)
+    _tell_other_tabs(request, old.pk)
+    message: dict[str, Any] = {"ok": True, "text": "Started a fresh sandbox: empty log, balance $0.00."}
+    offer = sandboxes.undo_offer(request.session)
+    if offer is not None:  # the page offers "Undo (15 s)", counting down to undo_until_ms
+        message.update(undo_until_ms=offer.until_ms, undo_seconds=offer.seconds_left())
     if request.htmx:
-        panel = build_panel(request, new, next_url=_next(request), controls_message=message)
+        panel = build_panel(request, new, next_url=_next(request), controls_message=message, controls_slot=RESET_SLOT,
+                            undo_due_ms=offer.until_ms if offer else None)  # fmt: skip
         return HttpResponse(render_parts(panel, (), main="lab-panel", request=request))
-    return _back(request, "lab", {"controls": message})
+    return _back(request, RESET_ANCHOR, {"controls": message, "slot": RESET_SLOT})
+
+
+@require_POST
+def reset_undo(request: HtmxHttpRequest) -> HttpResponse:
+    """Back to the sandbox the last reset retired, within sandboxes.UNDO_WINDOW_S; a 409 saying why otherwise."""
+    fresh = sandboxes.sandbox_for_request(request)
+    try:
+        restored = sandboxes.undo_reset(request)
+    except sandboxes.UndoUnavailable as exc:
+        message = {"ok": False, "text": str(exc)}
+        panel = build_panel(request, fresh, next_url=_next(request), controls_message=message, controls_slot=RESET_SLOT)
+        if request.htmx:
+            return _htmx_response(request, panel, RESET_SLOT, status=409)
+        return _page(request, panel, status=409)
+    _tell_other_tabs(request, fresh.pk, restored.pk)
+    panel = build_panel(request, restored, next_url=_next(request), controls_slot=RESET_SLOT)
+    write = panel.state.write
+    text = f"Reset undone: back to your previous sandbox at v={write.version}, balance ${write.balance:,.2f}."
+    panel.controls_message = {"ok": True, "text": text}
+    if request.htmx:
+        return HttpResponse(render_parts(panel, (), main="lab-panel", request=request))
+    return _back(request, RESET_ANCHOR, {"controls": panel.controls_message, "slot": RESET_SLOT})
+
+
+def _tell_other_tabs(request: HtmxHttpRequest, *sandbox_ids: object) -> None:
+    """Other tabs' sockets sit in these sandboxes' groups: the hint makes them re-read the session and follow it
+    to the current sandbox. The session is saved first, or a quick socket would re-read the old choice."""
+    request.session.save()
+    for sandbox_id in sandbox_ids:
+        publish(sandbox_id, "reset")
 
 
 # --- Reads (GET, per tab) -------------------------------------------------------------------------------------
