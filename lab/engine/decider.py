@@ -27,7 +27,7 @@ RULE_NO_OVERDRAFT = "no-overdraft"
 
 RULE_MESSAGES = {
     RULE_POSITIVE: "the amount must be a positive number",
-    RULE_CENTS: "the amount may have at most two decimal places",
+    RULE_CENTS: "the amount may have at most two decimal places (whole cents), like 12.34",
     RULE_MAX: "the amount may be at most $10,000.00 per command",
     RULE_NO_OVERDRAFT: "would overdraw the account",
 }
@@ -39,18 +39,52 @@ def initial_state() -> AccountState:
 
 # Plain ASCII decimals only: Decimal() alone would also take "NaN", "1e5", Arabic-Indic digits and "-0".
 _AMOUNT_TEXT = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+# A comma only groups thousands ("1,000.50"): "12,34" is someone's 12.34, never 1234.
+_GROUPED_TEXT = re.compile(r"[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]*)?")
+_EXPONENT_TEXT = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][+-]?[0-9]+")
+
+# Why a text is not an amount, each saying what to type instead (the form shows "Enter a valid amount: <this>.";
+# a command outcome "Rejected: <this>"). The rule key stays RULE_POSITIVE: "not a positive amount".
+PARSE_MESSAGES = {
+    "text": "type the amount as a plain number, like 50 or 12.34",
+    "exponent": "type the amount as a plain number, like 50 or 12.34: no exponents",
+    "digits": "type the amount with the digits 0-9, like 50 or 12.34",
+    "negative": "the amount must be positive, without a minus sign (Withdraw takes money out)",
+    "zero": "the amount must be at least $0.01",
+    "comma": "use a dot for cents, like 12.34 (a comma only groups thousands, like 1,000.50)",
+}
 
 
 def parse_amount(raw: str) -> Decimal | Rejected:
-    """Turn user text into a money amount, or the rule it breaks. Never goes through float."""
-    text = raw.strip().replace(",", "").removeprefix("$").strip()
+    """Turn user text into a money amount, or the rule it breaks with a message saying what to type instead.
+    Never goes through float. Takes "50", " 50 ", "12.34", ".5", "$1,000.50"; refuses exponents, NaN, infinity,
+    signs, digits other than 0-9 and a decimal comma."""
+    text = raw.strip().removeprefix("$").strip()
+    if "," in text and _GROUPED_TEXT.fullmatch(text):
+        text = text.replace(",", "")
     if not text or len(text) > 20 or not _AMOUNT_TEXT.fullmatch(text):
-        return _reject(RULE_POSITIVE)
+        return Rejected(rule=RULE_POSITIVE, message=PARSE_MESSAGES[_why_not_an_amount(text)])
     try:
         amount = Decimal(text)
     except InvalidOperation:
         return _reject(RULE_POSITIVE)
+    if amount == 0:
+        return Rejected(rule=RULE_POSITIVE, message=PARSE_MESSAGES["zero"])
     return check_amount(amount)
+
+
+def _why_not_an_amount(text: str) -> str:
+    """Which of PARSE_MESSAGES explains why `text` (stripped, "$" removed) is not a plain amount."""
+    if any(c.isdigit() and not c.isascii() for c in text):
+        return "digits"
+    unsigned = text[1:].strip().removeprefix("$").strip() if text[:1] in ("-", "\u2212") else None
+    if unsigned is not None and (_AMOUNT_TEXT.fullmatch(unsigned) or _GROUPED_TEXT.fullmatch(unsigned)):
+        return "negative"
+    if _EXPONENT_TEXT.fullmatch(text):
+        return "exponent"
+    if "," in text and set(text) <= set("0123456789.,"):
+        return "comma"
+    return "text"
 
 
 def check_amount(amount: Decimal) -> Decimal | Rejected:
