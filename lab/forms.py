@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from typing import Any
 
 from django import forms
+from django.http import QueryDict
+from django.utils import timezone
 
 from lab.engine.decider import parse_amount
 from lab.engine.messages import Rejected
@@ -94,6 +98,58 @@ class VersionForm(forms.Form):
     """A version picked on a slider or by a step button; clamped to the stream later, so only the type is checked."""
 
     version = forms.IntegerField(min_value=0, max_value=10_000_000, required=False)
+
+
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")  # how an ISO date (and time) starts; a time of day never does
+FRACTION = re.compile(r":\d{2}[.,]\d")  # seconds with a fraction: an exact instant
+AT_MESSAGE = (
+    "Enter a time such as 09:12:30 (today, in the site's time zone) or a date and time such as 2026-03-01T09:12:30."
+)
+
+
+def parse_moment(text: str) -> dt.datetime:
+    """The last instant a typed moment covers, as an aware datetime. Raises ValueError with AT_MESSAGE.
+
+    "HH:MM[:SS[.ffffff]]" is a time of day today in the site's time zone (TIME_ZONE; the event log shows times in
+    it); otherwise an ISO date and time ("2026-03-01T09:12:30", with an offset or "Z", or naive: the site's zone),
+    or an ISO date alone. A moment typed to the second covers that whole second, as the log shows it (the event
+    listed at 09:12:30 is in the balance at 09:12:30), a date alone covers that whole day ("the balance on
+    March 1"), and fractions of a second are exact. <input type="time" step="1"> sends "HH:MM" at :00 seconds."""
+    text = text.strip()
+    try:
+        if ISO_DATE.match(text):
+            moment = dt.datetime.fromisoformat(text)
+            covers = dt.timedelta(days=1) if len(text) == len("2026-03-01") else dt.timedelta(seconds=1)
+        else:
+            moment = dt.datetime.combine(timezone.localdate(), dt.time.fromisoformat(text))
+            covers = dt.timedelta(seconds=1)
+        if timezone.is_naive(moment):
+            moment = timezone.make_aware(moment)
+        last = moment if FRACTION.search(text) else moment + covers - dt.timedelta(microseconds=1)
+        return timezone.localtime(last.astimezone(dt.UTC))  # both conversions in range, or a ValueError here
+    except (ValueError, OverflowError):
+        raise ValueError(AT_MESSAGE) from None
+
+
+class TimeTravelAtForm(forms.Form):
+    """Time travel by time: `at` as <input type="time" step="1"> sends it, or an ISO date and time."""
+
+    at = forms.CharField(max_length=40, error_messages={"required": AT_MESSAGE, "max_length": AT_MESSAGE})
+
+    def clean_at(self) -> dt.datetime:
+        try:
+            return parse_moment(self.cleaned_data["at"])
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
+def time_travel_at(params: QueryDict | dict[str, Any]) -> dt.datetime | None:
+    """The moment a request's `at` asks to travel to; None when it has none (travel by `tt`, the version) or it
+    is not valid (the time-travel endpoint answers that with a 400 before it gets here)."""
+    if not params.get("at"):
+        return None
+    form = TimeTravelAtForm({"at": params.get("at")})
+    return form.cleaned_data["at"] if form.is_valid() else None
 
 
 class LogForm(forms.Form):

@@ -293,14 +293,16 @@ def _apply_balance(
 def _insert_history(sandbox_id: uuid.UUID, generation: int, lines: list[fold.Line]) -> None:
     # Raw executemany: the ORM's per-object overhead alone would cap catch-up well below 25,000 events/s.
     # ON CONFLICT counts a second apply instead of failing, so a broken exactly-once shows up as
-    # applied_count == 2 in the crash tests rather than hiding behind an IntegrityError.
+    # applied_count == 2 in the crash tests rather than hiding behind an IntegrityError. applied_at is this
+    # batch's moment, inside its transaction (a second apply keeps the first): the chart's read line after a reload.
     sql = (
         f"INSERT INTO {HISTORY} (sandbox_id, generation, position, version, kind, amount, balance_after, "
-        "recorded_at, applied_count) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 1) "
+        "recorded_at, applied_at, applied_count) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 1) "
         f"ON CONFLICT (sandbox_id, generation, position) DO UPDATE SET applied_count = {HISTORY}.applied_count + 1"
     )
     sid = db_uuid(sandbox_id)
     adapt_time = connection.ops.adapt_datetimefield_value  # once: through the connection proxy it costs per line
+    applied_at = adapt_time(timezone.now())
     params = [
         (
             sid,
@@ -311,6 +313,7 @@ def _insert_history(sandbox_id: uuid.UUID, generation: int, lines: list[fold.Lin
             str(line.amount),
             str(line.balance_after),
             line.recorded_at if isinstance(line.recorded_at, str) else adapt_time(line.recorded_at),
+            applied_at,
         )
         for line in lines
     ]

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db.models import Subquery
 from django.utils import timezone
 
 from lab import live, rebuild, store, timeline
@@ -31,6 +32,8 @@ from lab.models import (
     Sandbox,
 )
 from lab.types import (
+    ChartLine,
+    ChartSeries,
     HistoryLineView,
     InFlightEvent,
     LabState,
@@ -44,6 +47,8 @@ from lab.types import (
 T = TypeVar("T")
 
 HISTORY_LIMIT = 200  # lines returned, newest last; the panel shows the latest few
+CHART_WINDOW_S = 60
+CHART_POINTS_MAX = 300  # per line: far more steps than the chart has pixels for
 IN_FLIGHT_LIMIT = 50
 MAX_WAIT_S = 30.0
 ZERO = Decimal("0.00")
@@ -300,3 +305,50 @@ def retro_model(sandbox: Sandbox, *, refresh: bool = True) -> RetroModelView:
         deposits_seen=view.deposits_seen if view is not None else 0,
         progress=Progress(done=done, total=max(total, done), running=fresh.retro_model_enabled and done < total),
     )
+
+
+# --- The chart ------------------------------------------------------------------------------------------------
+
+
+def chart_series(
+    sandbox: Sandbox, window_s: float = CHART_WINDOW_S, *, limit: int = CHART_POINTS_MAX, now: dt.datetime | None = None
+) -> ChartSeries:
+    """The chart's write and read versions over the last `window_s` seconds, read from the server so a reload
+    keeps them: the write line steps at each event's recorded_at, the read line at each history line's applied_at.
+
+    Two indexed queries, each reading at most `limit` + 1 rows, newest first. The read line is the live
+    generation's, picked in the same statement, so a rebuild's swap never mixes generations: after a rebuild it
+    shows when the new generation applied each event (the replay), not when the old one did. Lines from before
+    applied_at existed count as before the window."""
+    now = now or timezone.now()
+    start = now - dt.timedelta(seconds=window_s)
+    live_generation = Subquery(Sandbox.objects.filter(pk=sandbox.pk).values("live_generation")[:1])
+    applied = (
+        HistoryLine.objects.filter(sandbox_id=sandbox.pk, generation=live_generation)
+        .order_by("-position")
+        .values_list("applied_at", "version")[: limit + 1]
+    )
+    return ChartSeries(
+        now_ms=_epoch_ms(now),
+        window_ms=round(window_s * 1000),
+        write=_chart_line(store.newest_versions(sandbox, limit + 1), start, limit),
+        read=_chart_line([(at, int(version)) for at, version in applied], start, limit),
+    )
+
+
+def _chart_line(newest_first: Sequence[tuple[dt.datetime | None, int]], start: dt.datetime, limit: int) -> ChartLine:
+    """The line from up to `limit` + 1 (time, version) rows, newest first. The first row older than the window
+    gives the version held at its start; with more than `limit` rows in the window, the oldest one read is left
+    out and its time is where the line becomes exact."""
+    points: list[tuple[int, int]] = []
+    for at, version in newest_first:
+        if at is None or at < start:
+            return ChartLine(points=tuple(reversed(points)), before=version, since_ms=_epoch_ms(start))
+        if len(points) == limit:
+            return ChartLine(points=tuple(reversed(points)), before=version, since_ms=_epoch_ms(at))
+        points.append((_epoch_ms(at), version))
+    return ChartLine(points=tuple(reversed(points)), before=0, since_ms=_epoch_ms(start))
+
+
+def _epoch_ms(at: dt.datetime) -> int:
+    return int(at.timestamp() * 1000)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import replace
 from typing import Any
+
+from django.utils import timezone
 
 from lab import store
 from lab.engine import decider
@@ -131,8 +134,23 @@ def state_at(sandbox: Sandbox, version: int) -> TimeTravelView:
 
 
 def state_at_time(sandbox: Sandbox, when: dt.datetime) -> TimeTravelView:
-    """The state as it was at `when`: after the last event recorded at or before it."""
-    return state_at(sandbox, store.version_at_time(sandbox, when))
+    """The state as it was at `when`: after the last event recorded at or before it (v=0 before the first event;
+    the latest state when `when` is still to come). The view says the moment asked for, shown in the site's time
+    zone, and when the event it resolved to was recorded."""
+    version, recorded_at = store.event_at_time(sandbox, when)
+    view = state_at(sandbox, version)
+    local = timezone.localtime
+    return replace(
+        view,
+        at=local(when),
+        event_recorded_at=local(recorded_at) if recorded_at is not None else None,
+        later_than_now=when > timezone.now(),
+    )
+
+
+def time_travel(sandbox: Sandbox, version: int, at: dt.datetime | None = None) -> TimeTravelView:
+    """Time travel as a request asks for it: by time when `at` is given, otherwise by version."""
+    return state_at_time(sandbox, at) if at is not None else state_at(sandbox, version)
 
 
 def replay_frame(sandbox: Sandbox, version: int) -> ReplayFrame:

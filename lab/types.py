@@ -133,6 +133,49 @@ class TimeTravelView:
     state: dict[str, Any]
     snapshot_version: int | None  # the snapshot it started from, None = from the beginning
     events_applied: int
+    # Set when travelling by time ("the balance at 09:12:30"): the moment asked for, in the site's time zone, and
+    # when the event at `version` was recorded (None at v=0: the moment is before the first event).
+    at: dt.datetime | None = None
+    event_recorded_at: dt.datetime | None = None
+    later_than_now: bool = False  # the moment has not come yet: the state shown is the latest
+
+    @property
+    def resolved_by_time(self) -> bool:
+        return self.at is not None
+
+    @property
+    def before_first_event(self) -> bool:
+        return self.at is not None and self.version == 0
+
+
+@dataclass(frozen=True)
+class ChartLine:
+    """One line of the lab's chart, as steps: `before` holds from `since_ms` until the first point, and each
+    point's version holds until the next one."""
+
+    points: tuple[tuple[int, int], ...]  # (epoch ms, version), oldest first
+    before: int  # the version just before the first point (0: nothing before it)
+    since_ms: int  # exact from here: the window's start, or, when capped, the newest point left out
+
+
+@dataclass(frozen=True)
+class ChartSeries:
+    """The chart's history from the server, so it survives a reload: the write version at each event's recorded
+    time, the read version at each history line's applied time."""
+
+    now_ms: int  # the server's clock when read (a page aligns its own clock to it)
+    window_ms: int
+    write: ChartLine
+    read: ChartLine
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON-ready, all times epoch ms: {"now", "window", "write": [[ms, v], ...], "read": [[ms, v], ...],
+        "write_before", "read_before", "write_since", "read_since"}."""
+        out: dict[str, Any] = {"now": self.now_ms, "window": self.window_ms}
+        for name, line in (("write", self.write), ("read", self.read)):
+            out[name] = [[ms, version] for ms, version in line.points]
+            out[f"{name}_before"], out[f"{name}_since"] = line.before, line.since_ms
+        return out
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from lab import commands, controls, forms, queries, sandboxes
+from lab import commands, controls, forms, queries, sandboxes, timeline
 from lab.live import publish
 from lab.models import Sandbox
 from lab.panel import (
@@ -285,9 +285,9 @@ def _tell_other_tabs(request: HtmxHttpRequest, *sandbox_ids: object) -> None:
 # --- Reads (GET, per tab) -------------------------------------------------------------------------------------
 
 
-def _read(request: HtmxHttpRequest, main: str) -> HttpResponse:
-    sandbox = sandboxes.sandbox_for_request(request)
-    panel = build_panel(request, sandbox, params=request.GET, next_url=_next(request))
+def _read(request: HtmxHttpRequest, main: str, sandbox: Sandbox | None = None, **overrides: Any) -> HttpResponse:
+    sandbox = sandbox or sandboxes.sandbox_for_request(request)
+    panel = build_panel(request, sandbox, params=request.GET, next_url=_next(request), **overrides)
     if request.htmx:
         return HttpResponse(render_parts(panel, (), main=main, request=request))
     return _page(request, panel)
@@ -307,9 +307,17 @@ def event_log(request: HtmxHttpRequest) -> HttpResponse:
 
 @require_GET
 def time_travel(request: HtmxHttpRequest) -> HttpResponse:
-    return _bad_get(request, forms.VersionForm({"version": request.GET.get("tt")})) or _read(
-        request, "lab-time-travel-state"
-    )
+    """The state at version `tt`, or at the moment `at` when it is given (lab.forms.parse_moment reads it)."""
+    if not request.GET.get("at"):
+        return _bad_get(request, forms.VersionForm({"version": request.GET.get("tt")})) or _read(
+            request, "lab-time-travel-state"
+        )
+    form = forms.TimeTravelAtForm({"at": request.GET["at"]})
+    if (bad := _bad_get(request, form)) is not None:
+        return bad
+    sandbox = sandboxes.sandbox_for_request(request)
+    view = timeline.state_at_time(sandbox, form.cleaned_data["at"])
+    return _read(request, "lab-time-travel-state", sandbox, time_travel=view, tt_version=view.version)
 
 
 @require_GET

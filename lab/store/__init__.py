@@ -24,7 +24,15 @@ from lab.store.events import (
     sandbox_id_of,
 )
 from lab.store.purge import delete_all_events, purge_sandbox
-from lab.store.reads import event_page, events_after, events_for_projection, pending_sandboxes, version_at_time
+from lab.store.reads import (
+    event_at_time,
+    event_page,
+    events_after,
+    events_for_projection,
+    newest_versions,
+    pending_sandboxes,
+    version_at_time,
+)
 from lab.store.records import command_outcome, record_command, record_load
 from lab.store.snapshots import load_state, save_snapshot, snapshot_at, snapshots_of
 
@@ -35,6 +43,7 @@ __all__ = [
     "command_outcome",
     "delete_all_events",
     "domain_event",
+    "event_at_time",
     "event_page",
     "event_store",
     "events_after",
@@ -42,6 +51,7 @@ __all__ = [
     "head_version",
     "load_state",
     "lock_for_append",
+    "newest_versions",
     "pending_sandboxes",
     "purge_sandbox",
     "read_all_after",

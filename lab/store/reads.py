@@ -38,13 +38,28 @@ def event_page(
 
 def version_at_time(sandbox: Sandbox, when: dt.datetime) -> int:
     """The stream version after the last event recorded at or before `when` (0 before the first)."""
+    return event_at_time(sandbox, when)[0]
+
+
+def event_at_time(sandbox: Sandbox, when: dt.datetime) -> tuple[int, dt.datetime | None]:
+    """(version, recorded_at) of the last event recorded at or before `when`; (0, None) before the first.
+
+    Appends to a stream are serialised and stamp recorded_at inside their lock, so recorded_at never decreases
+    along the positions: the newest such position is the highest such version."""
     last = (
         StoredEvent.objects.filter(sandbox_id=sandbox.pk, recorded_at__lte=when)
         .order_by("-position")
-        .values_list("version", flat=True)
+        .values_list("version", "recorded_at")
         .first()
     )
-    return int(last or 0)
+    return (int(last[0]), last[1]) if last else (0, None)
+
+
+def newest_versions(sandbox: Sandbox, limit: int) -> list[tuple[dt.datetime, int]]:
+    """(recorded_at, version) of the sandbox's newest `limit` events, newest first: the chart's write line.
+    Walks the (sandbox, position) index backwards and stops after `limit` rows."""
+    rows = StoredEvent.objects.filter(sandbox_id=sandbox.pk).order_by("-position")
+    return [(at, int(version)) for at, version in rows.values_list("recorded_at", "version")[:limit]]
 
 
 def events_after(sandbox_id: Any, position: int, limit: int) -> list[tuple[int, int, str, dt.datetime]]:
