@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from lab import commands
 from lab.engine.decider import (
     MAX_AMOUNT,
     PARSE_MESSAGES,
@@ -17,7 +18,7 @@ from lab.engine.decider import (
     RULE_POSITIVE,
     parse_amount,
 )
-from lab.engine.messages import Rejected
+from lab.engine.messages import Deposited, Rejected, Withdrew
 from lab.forms import CommandForm
 
 D = Decimal
@@ -103,3 +104,9 @@ def test_the_command_form_accepts_what_the_engine_accepts(text, amount):
     form = CommandForm({"kind": "withdraw", "amount": text})
     assert form.is_valid(), form.errors
     assert form.cleaned_data["amount"] == amount
+
+
+def test_money_in_command_messages_groups_thousands():
+    # The page shows balances as "$1,405.00" (floatformat "2g"); an outcome beside them must not say "$1405.00".
+    assert commands._describe(Deposited(D("1405"))) == "Deposited $1,405.00"
+    assert commands._describe(Withdrew(D("10000.00"))) == "Withdrew $10,000.00"
