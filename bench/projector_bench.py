@@ -64,7 +64,7 @@ def _seed(count: int):
     from lab.engine.messages import Deposited, Withdrew
     from lab.models import Sandbox
 
-    sandbox = Sandbox.objects.create(lag_ms=0, snapshot_interval=0)
+    sandbox = Sandbox.objects.create(lag_ms=0, snapshot_interval=0, replay_rate=0)  # the rebuild's full speed
     events = [
         Withdrew(amount=Decimal("1.00")) if i % 5 == 4 else Deposited(amount=Decimal("12.34")) for i in range(count)
     ]

@@ -15,7 +15,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from lab import live, rebuild
-from lab.limits import check_crash_downtime, check_deposit_schema, check_snapshot_interval, parse_lag
+from lab.limits import (
+    check_crash_downtime,
+    check_deposit_schema,
+    check_replay_rate,
+    check_snapshot_interval,
+    parse_lag,
+)
 from lab.models import LARGEST_DEPOSIT, RETRO_GENERATION, Checkpoint, DeadLetter, LargestDepositView, Sandbox
 from lab.rebuild import RebuildBusy
 from lab.types import Progress
@@ -29,6 +35,7 @@ __all__ = [
     "retry_dead_letter",
     "set_deposit_schema",
     "set_lag",
+    "set_replay_rate",
     "set_snapshot_interval",
     "start_rebuild",
 ]
@@ -37,9 +44,10 @@ __all__ = [
 def _update_settings(sandbox: Sandbox, **fields: Any) -> None:
     with transaction.atomic():
         Sandbox.objects.filter(pk=sandbox.pk).update(**fields)
-        # A shorter lag makes waiting events due now; without a wake-up the projector would sleep on until the
-        # deadline it computed under the old lag. Other settings do not change what the projector does.
-        live.after_commit(sandbox.pk, "settings", wake="lag_ms" in fields)
+        # A shorter lag makes waiting events due now, and a faster replay pace allows the next event sooner;
+        # without a wake-up the projector would sleep on until the deadline it computed under the old setting.
+        # Other settings do not change what the projector does.
+        live.after_commit(sandbox.pk, "settings", wake=bool({"lag_ms", "replay_rate"} & fields.keys()))
     for name, value in fields.items():
         setattr(sandbox, name, value)
 
@@ -61,6 +69,13 @@ def set_deposit_schema(sandbox: Sandbox, version: int) -> int:
     """Store new deposits in schema 1 or 2; stored ones keep theirs and are upcast on read."""
     _update_settings(sandbox, deposit_schema_version=check_deposit_schema(version))
     return version
+
+
+def set_replay_rate(sandbox: Sandbox, rate: int) -> int:
+    """How fast a rebuild and the retroactive model's catch-up replay the log, in events a second (0 = as fast as
+    possible). Takes effect at once, in the middle of a rebuild too: the projector is woken to re-pace."""
+    _update_settings(sandbox, replay_rate=check_replay_rate(rate))
+    return rate
 
 
 def pause_projection(sandbox: Sandbox) -> None:

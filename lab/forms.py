@@ -17,6 +17,8 @@ from lab.limits import (
     DEPOSIT_SCHEMAS,
     LAG_MESSAGE,
     LAG_TEXT_MAX,
+    REPLAY_RATE_MAX,
+    REPLAY_RATE_MESSAGE,
     SNAPSHOT_INTERVAL_MAX,
     SNAPSHOT_INTERVAL_MESSAGE,
     parse_lag,
@@ -80,6 +82,22 @@ class SnapshotIntervalForm(forms.Form):
             "invalid": SNAPSHOT_INTERVAL_MESSAGE,
             "min_value": SNAPSHOT_INTERVAL_MESSAGE,
             "max_value": SNAPSHOT_INTERVAL_MESSAGE,
+        },
+    )
+
+
+class ReplayRateForm(forms.Form):
+    """The pace of a rebuild and of the retroactive model's catch-up: events a second, 0 = as fast as possible.
+    The panel offers lab.limits.REPLAY_RATE_PRESETS; any whole number from 0 to REPLAY_RATE_MAX is accepted."""
+
+    rate = forms.IntegerField(
+        min_value=0,
+        max_value=REPLAY_RATE_MAX,
+        error_messages={
+            "required": REPLAY_RATE_MESSAGE,
+            "invalid": REPLAY_RATE_MESSAGE,
+            "min_value": REPLAY_RATE_MESSAGE,
+            "max_value": REPLAY_RATE_MESSAGE,
         },
     )
 

@@ -20,6 +20,13 @@ SNAPSHOT_INTERVAL_MESSAGE = f"The snapshot interval must be a whole number from 
 DEPOSIT_SCHEMAS = (1, 2)
 DEPOSIT_SCHEMA_MESSAGE = "The deposit schema version must be 1 or 2."
 
+REPLAY_RATE_MAX = 1000  # events a second; 0 = as fast as the projector can
+REPLAY_RATE_PRESETS = (2, 10, 50, 0)  # what the panel offers; any whole number from 0 to REPLAY_RATE_MAX is valid
+REPLAY_RATE_MESSAGE = (
+    f"The replay pace must be a whole number of events a second from 1 to {REPLAY_RATE_MAX}, or 0 for as fast as "
+    "possible."
+)
+
 CRASH_MAX_S = 60.0
 COMMAND_ID_MAX = 64  # StoredEvent.command_id / CommandRecord.command_id
 
@@ -54,6 +61,13 @@ def check_deposit_schema(version: object) -> int:
     if isinstance(version, bool) or not isinstance(version, int) or version not in DEPOSIT_SCHEMAS:
         raise ValueError(DEPOSIT_SCHEMA_MESSAGE)
     return version
+
+
+def check_replay_rate(rate: object) -> int:
+    """Events a second for a rebuild and the retroactive model's catch-up; 0 = unpaced."""
+    if isinstance(rate, bool) or not isinstance(rate, int) or not 0 <= rate <= REPLAY_RATE_MAX:
+        raise ValueError(REPLAY_RATE_MESSAGE)
+    return rate
 
 
 def check_crash_downtime(seconds: float) -> float:

@@ -60,6 +60,7 @@ SANDBOX_FIELDS = (
     "live_generation",
     "rebuilding_generation",
     "retired_at",
+    "replay_rate",
 )
 
 

@@ -39,7 +39,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from lab import live, store
 from lab.models import BALANCE, LARGEST_DEPOSIT, RETRO_GENERATION, Sandbox
 from lab.projections import checkpoint, project, sandbox_row
-from lab.rebuild import REBUILD_BATCH, rebuild_step
+from lab.rebuild import REBUILD_BATCH, pace, rebuild_step
 from lab.store.values import py_uuid
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def step(
     if row["rebuilding_generation"] is not None:
         _step_rebuild(result, row, rebuild_batch)
     if row["retro_model_enabled"]:
-        _step_retro(result, lag, now, batch)
+        _step_retro(result, row, lag, now, batch)
     return result
 
 
@@ -116,8 +116,9 @@ def _step_live(
 
 
 def _step_rebuild(result: StepResult, row: dict[str, Any], rebuild_batch: int) -> None:
-    rb, swapped = rebuild_step(result.sandbox_id, rebuild_batch)
+    rb, swapped = rebuild_step(result.sandbox_id, rebuild_batch)  # at the sandbox's replay pace
     result.more |= rb.more
+    result.next_due = _earliest(result.next_due, rb.next_due)  # a paced rebuild's next event, or a lagging one
     if rb.applied or swapped:
         total = (checkpoint(result.sandbox_id, BALANCE, row["live_generation"]) or (0, 0))[1]
         result.pushes.append(("rebuild", {"done": rb.version, "total": max(total, rb.version), "running": not swapped}))
@@ -125,8 +126,12 @@ def _step_rebuild(result: StepResult, row: dict[str, Any], rebuild_batch: int) -
         result.pushes.append(("projected", {"read_version": rb.version, "position": rb.position, "swapped": True}))
 
 
-def _step_retro(result: StepResult, lag: dt.timedelta, now: dt.datetime, batch: int) -> None:
-    retro = project(result.sandbox_id, LARGEST_DEPOSIT, RETRO_GENERATION, lag=lag, limit=batch, now=now)
+def _step_retro(result: StepResult, row: dict[str, Any], lag: dt.timedelta, now: dt.datetime, batch: int) -> None:
+    # The retroactive model replays the log at the sandbox's pace (lab.rebuild.pace); caught up, an event that
+    # arrives after a quiet spell still goes at once.
+    allowed = pace(result.sandbox_id, LARGEST_DEPOSIT, RETRO_GENERATION, row["replay_rate"], batch)
+    retro = project(result.sandbox_id, LARGEST_DEPOSIT, RETRO_GENERATION, lag=lag, limit=allowed.limit, now=now)
+    allowed.hold(retro)
     result.more |= retro.more
     result.next_due = _earliest(result.next_due, retro.next_due)
     if retro.applied:

@@ -34,6 +34,7 @@ from lab.models import (
 from lab.types import (
     ChartLine,
     ChartSeries,
+    GenerationView,
     HistoryLineView,
     InFlightEvent,
     LabState,
@@ -144,6 +145,15 @@ def read_side(sandbox: Sandbox) -> ReadSide:
     return ReadSide(balance=amount, version=version, history=history, behind=max(0, written - version))
 
 
+def _rebuilding(sandbox_id: Any) -> GenerationView | None:
+    """During a rebuild, the new generation as far as it got: it answers beside the live one until the swap."""
+    generation = Sandbox.objects.filter(pk=sandbox_id).values_list("rebuilding_generation", flat=True).first()
+    if generation is None:
+        return None
+    amount, version = _balance(sandbox_id, generation)
+    return GenerationView(generation=generation, balance=amount, version=version)
+
+
 def _answer(sandbox: Sandbox, waited_ms: int = 0) -> QueryAnswer:
     amount, version = _consistent(sandbox.pk, lambda g: _balance(sandbox.pk, g))
     written = write_version(sandbox)
@@ -154,6 +164,7 @@ def _answer(sandbox: Sandbox, waited_ms: int = 0) -> QueryAnswer:
         answered_at=timezone.now(),
         waited_ms=waited_ms,
         stale=version < written,
+        rebuilding=_rebuilding(sandbox.pk),
     )
 
 
@@ -198,6 +209,7 @@ async def aquery(sandbox: Sandbox, wait_for_version: int | None, timeout_s: floa
                     answered_at=answer.answered_at,
                     waited_ms=waited(),
                     stale=True,
+                    rebuilding=answer.rebuilding,
                 )
             await _wait_for_push(layer, channel, wait_for_version, remaining)
     finally:
@@ -298,12 +310,15 @@ def retro_model(sandbox: Sandbox, *, refresh: bool = True) -> RetroModelView:
     view = LargestDepositView.objects.filter(sandbox_id=fresh.pk, generation=RETRO_GENERATION).first()
     done = view.version if view is not None else 0
     total = write_version(fresh) if fresh.retro_model_enabled else 0
+    running = fresh.retro_model_enabled and done < total
+    # While it catches up: the event it applied last, and the largest deposit before and after it.
+    current = rebuild.retro_step(fresh, done, view.amount, view.position) if running and view is not None else None
     return RetroModelView(
         enabled=fresh.retro_model_enabled,
         largest_deposit=view.amount if view is not None else None,
         largest_deposit_position=view.position if view is not None else None,
         deposits_seen=view.deposits_seen if view is not None else 0,
-        progress=Progress(done=done, total=max(total, done), running=fresh.retro_model_enabled and done < total),
+        progress=Progress(done=done, total=max(total, done), running=running, current=current),
     )
 
 

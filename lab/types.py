@@ -115,6 +115,8 @@ class QueryAnswer:
     answered_at: dt.datetime
     waited_ms: int
     stale: bool  # read_version < write_version when answered
+    # During a blue/green rebuild the new generation answers too (until the swap): what it holds so far.
+    rebuilding: GenerationView | None = None
 
 
 @dataclass(frozen=True)
@@ -179,10 +181,61 @@ class ChartSeries:
 
 
 @dataclass(frozen=True)
+class GenerationView:
+    """One generation of the balance read model: during a rebuild the new one fills up beside the live one."""
+
+    generation: int
+    balance: Decimal
+    version: int
+
+
+@dataclass(frozen=True)
+class FoldStep:
+    """The event a replay (a rebuild, the retroactive model's catch-up) applied last, and the fold's arithmetic.
+
+    For the balance `before`/`after` are the balance; for the largest deposit they are the largest deposit so far
+    (None: no deposit yet). A withdrawal's sign is the minus sign, U+2212."""
+
+    version: int  # the event's number in the sandbox's stream, from 1 (the event log's v=)
+    position: int
+    event_type: str  # "Deposited" | "Withdrew" | another type the model passes over
+    amount: Decimal | None
+    before: Decimal | None
+    after: Decimal | None
+    model: str = "balance"  # "balance" | "largest_deposit"
+
+    @property
+    def sign(self) -> str:
+        return MINUS if self.event_type == "Withdrew" else "+"
+
+    @property
+    def arithmetic(self) -> str:
+        """The fold's step in words: $35.00 + $50.00 = $85.00; for the largest deposit max($35.00, $50.00) =
+        $50.00, or $50.00 stays when the event is not a deposit."""
+        if self.model == "balance":
+            if self.amount is None or self.event_type not in ("Deposited", "Withdrew"):
+                return f"{_usd(self.after)} stays"
+            return f"{_usd(self.before)} {self.sign} {_usd(self.amount)} = {_usd(self.after)}"
+        if self.event_type == "Deposited" and self.amount is not None:
+            return f"max({_usd(self.before)}, {_usd(self.amount)}) = {_usd(self.after)}"
+        return f"{_usd(self.after)} stays"
+
+
+MINUS = "\u2212"  # the fold's arithmetic prints a withdrawal with a real minus sign
+
+
+def _usd(amount: Decimal | None) -> str:
+    return "none" if amount is None else f"${amount:,.2f}"
+
+
+@dataclass(frozen=True)
 class Progress:
     done: int
     total: int
     running: bool
+    # While running: the event applied last with its arithmetic, and (a rebuild only) the new generation so far.
+    current: FoldStep | None = None
+    rebuilding: GenerationView | None = None
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ urlpatterns = [
     path("lab/projector/", views.projector_control, name="projector"),
     path("lab/snapshot/", views.take_snapshot, name="snapshot"),
     path("lab/rebuild/", views.rebuild, name="rebuild"),
+    path("lab/replay-rate/", views.set_replay_rate, name="replay-rate"),
     path("lab/retro/", views.retro_model, name="retro"),
     path("lab/reset/", views.reset, name="reset"),
     path("lab/reset/undo/", views.reset_undo, name="reset-undo"),

@@ -147,6 +147,8 @@ def _control(
         try:
             message = {"ok": True, "text": apply(sandbox, form.cleaned_data)}
             status = 200
+        except controls.RebuildBusy as exc:  # not bad input: the server is busy, come back shortly
+            return _busy(request, sandbox, str(exc), exc.retry_after_s)
         except ValueError as exc:  # the lab's own range checks (lab.limits) speak for themselves
             message, status = {"ok": False, "text": str(exc)}, 400
     else:
@@ -158,6 +160,18 @@ def _control(
         panel = build_panel(request, sandbox, next_url=_next(request), controls_message=message)
         return _page(request, panel, status=status)
     return _back(request, anchor, {"controls": message})
+
+
+def _busy(request: HtmxHttpRequest, sandbox: Sandbox, text: str, retry_after_s: int) -> HttpResponse:
+    """429 Too Many Requests with Retry-After and the message, for htmx and no-JavaScript forms alike."""
+    message = {"ok": False, "text": text}
+    panel = build_panel(request, sandbox, next_url=_next(request), controls_message=message)
+    if request.htmx:
+        response = _htmx_response(request, panel, "lab-controls-result", status=429)
+    else:
+        response = _page(request, panel, status=429)
+    response["Retry-After"] = str(retry_after_s)
+    return response
 
 
 @require_POST
@@ -224,6 +238,16 @@ def rebuild(request: HtmxHttpRequest) -> HttpResponse:
         return f"Rebuilding the read model from position 0: {progress.total} events to replay."
 
     return _control(request, django_forms.Form(request.POST), apply, anchor="lab-rebuild-section")
+
+
+@require_POST
+def set_replay_rate(request: HtmxHttpRequest) -> HttpResponse:
+    def apply(sandbox: Sandbox, data: dict[str, Any]) -> str:
+        rate = controls.set_replay_rate(sandbox, data["rate"])
+        pace = "as fast as the projector can" if rate == 0 else f"at {rate} event{'s' if rate != 1 else ''} a second"
+        return f"Rebuilds and catch-ups replay the log {pace}."
+
+    return _control(request, forms.ReplayRateForm(request.POST), apply, anchor="lab-rebuild-section")
 
 
 @require_POST

@@ -20,7 +20,8 @@ from lab.models import Sandbox, StoredEvent
 
 
 def new_sandbox(**fields) -> Sandbox:
-    return Sandbox.objects.create(**{"lag_ms": 0, **fields})
+    """A sandbox at lag 0 whose rebuilds and retroactive catch-up replay unpaced (a test about the pace sets it)."""
+    return Sandbox.objects.create(**{"lag_ms": 0, "replay_rate": 0, **fields})
 
 
 def append(

@@ -38,7 +38,8 @@ def fresh_sandbox(previous: Sandbox | None) -> Sandbox:
     with transaction.atomic():
         if previous is not None:
             Sandbox.objects.filter(pk=previous.pk).update(retired_at=timezone.now())
-        return Sandbox.objects.create(lag_ms=0, snapshot_interval=3)
+        # Unpaced replays: drain applies what is due now, and a paced rebuild would still be running after it.
+        return Sandbox.objects.create(lag_ms=0, snapshot_interval=3, replay_rate=0)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
