@@ -9,9 +9,11 @@ from decimal import Decimal, InvalidOperation
 from lab.engine.messages import (
     AccountState,
     Command,
+    CommandEvent,
     Deposit,
     Deposited,
     Event,
+    InterestPaid,
     Rejected,
     Withdraw,
     Withdrew,
@@ -98,7 +100,7 @@ def check_amount(amount: Decimal) -> Decimal | Rejected:
     return amount.quantize(CENT)
 
 
-def decide(state: AccountState, command: Command) -> list[Event] | Rejected:
+def decide(state: AccountState, command: Command) -> list[CommandEvent] | Rejected:
     """The events a command causes in this state, or the rule that refuses it. Appends nothing itself."""
     checked = check_amount(command.amount)
     if isinstance(checked, Rejected):
@@ -128,6 +130,14 @@ def evolve(state: AccountState, event: Event) -> AccountState:
                 version=state.version + 1,
                 deposits=state.deposits,
                 withdrawals=state.withdrawals + 1,
+            )
+        case InterestPaid(amount=amount):
+            # Neither a deposit nor a withdrawal: only the balance and the version move.
+            return AccountState(
+                balance=state.balance + amount,
+                version=state.version + 1,
+                deposits=state.deposits,
+                withdrawals=state.withdrawals,
             )
 
 

@@ -30,7 +30,17 @@ class Withdrew:
     amount: Decimal
 
 
-Event = Deposited | Withdrew
+@dataclass(frozen=True)
+class InterestPaid:
+    """Interest credited by the bank, not by a command. The lab's poison event: the write side shipped this new
+    event type before the read side's code learned it, so the write model folds it (balance += amount) while the
+    read models (lab.engine.projection) deliberately have no handler for it and stall on it."""
+
+    amount: Decimal
+
+
+CommandEvent = Deposited | Withdrew  # what a command can cause (lab.engine.decider.decide)
+Event = Deposited | Withdrew | InterestPaid  # what a stream can hold
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,19 @@ The projector (lab.projector, through lab.projections) feeds these functions the
 stores what they return in the same transaction as the new checkpoint. Keeping the arithmetic here lets a
 property test compare the stored read model with a fold of the events, and lets a rebuild reuse exactly the
 live code path.
+
+A poison event stops a projection (ProjectionError). The projections never skip one on their own, which would
+silently corrupt the read model; only a learner's explicit Skip moves it to the dead-letter list, and from then
+on every projection of that sandbox passes over its position (`pass_over`): nothing of it is applied, but the
+stream version moves past it, so the events after it still follow contiguously.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from lab.engine.messages import Deposited, Event, Withdrew
 
@@ -45,6 +51,15 @@ class LargestDepositState:
     position: int | None = None
     deposits_seen: int = 0
     version: int = 0
+
+
+ReadState = TypeVar("ReadState", BalanceState, LargestDepositState)
+
+
+def pass_over(state: ReadState, version: int) -> ReadState:
+    """The state after a skipped (dead-lettered for good) event at `version`: nothing of the event is applied, only
+    the stream version moves past it. No contiguity check: a skipped version gap or repeat must not stall again."""
+    return replace(state, version=max(state.version, version))
 
 
 def _next_version(current: int, version: int) -> None:
@@ -85,21 +100,28 @@ def apply_largest_deposit(state: LargestDepositState, event: Event, position: in
 
 
 def fold_balance(
-    events: list[tuple[int, int, Event]], state: BalanceState | None = None
+    events: list[tuple[int, int, Event]], state: BalanceState | None = None, skipped: Collection[int] = ()
 ) -> tuple[BalanceState, list[Line]]:
-    """(position, version, event) triples in order -> the balance and the history lines they produce."""
+    """(position, version, event) triples in order -> the balance and the history lines they produce.
+    `skipped`: positions the learner skipped, passed over without a line."""
     current = state or BalanceState()
     lines = []
     for position, version, event in events:
+        if position in skipped:
+            current = pass_over(current, version)
+            continue
         current, line = apply_balance(current, event, position, version)
         lines.append(line)
     return current, lines
 
 
 def fold_largest_deposit(
-    events: list[tuple[int, int, Event]], state: LargestDepositState | None = None
+    events: list[tuple[int, int, Event]], state: LargestDepositState | None = None, skipped: Collection[int] = ()
 ) -> LargestDepositState:
     current = state or LargestDepositState()
     for position, version, event in events:
+        if position in skipped:
+            current = pass_over(current, version)
+            continue
         current = apply_largest_deposit(current, event, position, version)
     return current

@@ -6,6 +6,7 @@ pure upcasters (v1 -> v2 -> ...) up to the version the reader asks for, then dec
 Deposited v1: {"amount": "50.00"}                       (dollars as a decimal string)
 Deposited v2: {"amount_cents": 5000, "currency": "USD"}  (integer cents and a currency)
 Withdrew  v1: {"amount": "20.00"}
+InterestPaid v1: {"amount": "1.00"}                     (the lab's poison event: the read models cannot apply it)
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from lab.engine.messages import Deposited, Event, Withdrew
+from lab.engine.messages import Deposited, Event, InterestPaid, Withdrew
 
 Payload = dict[str, Any]
 Upcaster = Callable[[Payload], Payload]
 
 CENT = Decimal("0.01")
 CURRENCIES = frozenset({"USD"})
-LATEST_SCHEMA: Mapping[str, int] = {"Deposited": 2, "Withdrew": 1}
+LATEST_SCHEMA: Mapping[str, int] = {"Deposited": 2, "Withdrew": 1, "InterestPaid": 1}
 
 
 class UnreadableEvent(Exception):
@@ -78,6 +79,8 @@ def decode(event_type: str, schema_version: int, payload: Payload) -> Event:
         if currency not in CURRENCIES:
             raise UnreadableEvent(f"Deposited currency {currency!r} is not supported")
         return Deposited(amount=(Decimal(cents) * CENT).quantize(CENT), currency=str(currency))
+    if event_type == "InterestPaid":
+        return InterestPaid(amount=_money(latest.get("amount"), "amount"))
     return Withdrew(amount=_money(latest.get("amount"), "amount"))
 
 
@@ -94,6 +97,8 @@ def encode(event: Event, deposit_schema: int = 2) -> tuple[str, int, Payload]:
             raise ValueError(f"Deposited has no schema version {deposit_schema}")
         case Withdrew(amount=amount):
             return "Withdrew", 1, {"amount": str(amount.quantize(CENT))}
+        case InterestPaid(amount=amount):
+            return "InterestPaid", 1, {"amount": str(amount.quantize(CENT))}
 
 
 def _money(value: object, name: str) -> Decimal:
