@@ -108,7 +108,14 @@ class SchemaForm(forms.Form):
 
 class ProjectorForm(forms.Form):
     action = forms.ChoiceField(
-        choices=[("pause", "Pause"), ("resume", "Resume"), ("crash", "Crash"), ("retry", "Retry the failed event")]
+        choices=[
+            ("pause", "Pause"),
+            ("resume", "Resume"),
+            ("crash", "Crash"),
+            ("retry", "Retry the failed event"),
+            ("skip", "Skip it to the dead-letter list"),
+            ("poison", "Append a poison event"),
+        ]
     )
 
 
@@ -173,5 +180,6 @@ def time_travel_at(params: QueryDict | dict[str, Any]) -> dt.datetime | None:
 class LogForm(forms.Form):
     page = forms.IntegerField(min_value=1, max_value=100_000, required=False)
     type = forms.ChoiceField(
-        choices=[("", "All"), ("Deposited", "Deposited"), ("Withdrew", "Withdrew")], required=False
+        choices=[("", "All"), ("Deposited", "Deposited"), ("Withdrew", "Withdrew"), ("InterestPaid", "InterestPaid")],
+        required=False,
     )

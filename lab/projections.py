@@ -12,7 +12,10 @@
 Pushes to the pages come after the commit, from the projector (lab.projector).
 
 A poison event (decoding or applying it raises) is recorded in DeadLetter and stops that projection of that
-sandbox only; skipping it would silently corrupt the read model.
+sandbox only; skipping it on its own would silently corrupt the read model. Only a learner's Skip
+(lab.controls.skip_dead_letter) marks it skipped; from then on every projection of the sandbox, a rebuild's new
+generation included, passes over that position: nothing is applied for it, but the checkpoint (position and
+stream version) moves past it.
 """
 
 # ruff: noqa: S608  (SQL is built only from model table names; every value is a parameter)
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from lab import store
@@ -47,8 +51,9 @@ log = logging.getLogger(__name__)
 
 HISTORY = HistoryLine._meta.db_table
 
-# (position, version, domain event, recorded_at as the database returned it)
+# (position, version, domain event or SKIPPED, recorded_at as the database returned it)
 DueEvent = tuple[int, int, Any, Any]
+SKIPPED = object()  # stands in for the event at a skipped position: it is neither decoded nor applied
 # (position, version) of an applied event
 Applied = tuple[int, int]
 
@@ -134,13 +139,14 @@ def project(
     """
     cp = checkpoint(sandbox_id, projection, generation) or (0, 0)
     out = Outcome(position=cp[0], version=cp[1])
-    if _has_open_dead_letter(sandbox_id, projection):
+    stalled, skipped = dead_letters(sandbox_id, projection)
+    if stalled:
         out.stalled = True
         return out
     rows = store.events_for_projection(sandbox_id, cp[0], limit + 1)
     out.more = len(rows) > limit
     cutoff = None if lag is None else (now or timezone.now()) - lag
-    due = _due_prefix(rows[:limit], cutoff, lag, out)
+    due = _due_prefix(rows[:limit], cutoff, lag, out, skipped)
     if due:
         try:
             with transaction.atomic():
@@ -164,10 +170,14 @@ def project(
 
 
 def _due_prefix(
-    rows: list[tuple[Any, ...]], cutoff: dt.datetime | None, lag: dt.timedelta | None, out: Outcome
+    rows: list[tuple[Any, ...]],
+    cutoff: dt.datetime | None,
+    lag: dt.timedelta | None,
+    out: Outcome,
+    skipped: frozenset[int] = frozenset(),
 ) -> list[DueEvent]:
     """The decoded events that are due, up to the first that is not (its due time goes into `out.next_due`) or
-    the first that cannot be decoded (it goes into `out.poison`)."""
+    the first that cannot be decoded (it goes into `out.poison`). A skipped position comes as SKIPPED, undecoded."""
     due: list[DueEvent] = []
     for position, version, event_type, schema_version, payload, recorded_at in rows:
         if cutoff is not None and lag is not None:
@@ -176,6 +186,9 @@ def _due_prefix(
                 out.next_due = (at + lag).timestamp()
                 out.more = False
                 break
+        if position in skipped:
+            due.append((position, version, SKIPPED, recorded_at))
+            continue
         try:
             event = decode(event_type, schema_version, py_json(payload))
         except Exception as exc:  # any failure to read the event makes it a poison event
@@ -189,6 +202,18 @@ def _due_prefix(
 def _stall(sandbox_id: uuid.UUID, projection: str, out: Outcome) -> None:
     assert out.poison is not None
     with transaction.atomic():
+        # Locked first: a Skip committing meanwhile is seen here (PostgreSQL re-reads a row it waited for).
+        letter = (
+            DeadLetter.objects.select_for_update()
+            .filter(sandbox_id=sandbox_id, projection=projection, position=out.poison[0])
+            .values_list("pk", "skipped_at")
+            .first()
+        )
+        if letter is not None and letter[1] is not None:
+            # A Skip landed between this batch's read of the skips and its failure: never reopen a skipped letter;
+            # the next batch passes over it.
+            out.more = True
+            return
         DeadLetter.objects.update_or_create(
             sandbox_id=sandbox_id,
             projection=projection,
@@ -200,8 +225,21 @@ def _stall(sandbox_id: uuid.UUID, projection: str, out: Outcome) -> None:
     log.warning("sandbox %s: %s stalled at #%s: %s", sandbox_id, projection, *out.poison)
 
 
-def _has_open_dead_letter(sandbox_id: uuid.UUID, projection: str) -> bool:
-    return DeadLetter.objects.filter(sandbox_id=sandbox_id, projection=projection, resolved_at__isnull=True).exists()
+def dead_letters(sandbox_id: uuid.UUID, projection: str) -> tuple[bool, frozenset[int]]:
+    """(whether this projection has an open dead letter, the positions skipped in this sandbox), in one query.
+
+    A skip holds for every projection of the sandbox: the learner moved that event to the dead-letter list, so
+    the retroactive model and a rebuild leave it out too rather than stalling on it again."""
+    rows = DeadLetter.objects.filter(
+        Q(projection=projection, resolved_at__isnull=True) | Q(skipped_at__isnull=False), sandbox_id=sandbox_id
+    ).values_list("position", "resolved_at", "skipped_at", "projection")
+    stalled, skipped = False, set()
+    for position, resolved_at, skipped_at, name in rows:
+        if skipped_at is not None:
+            skipped.add(int(position))
+        elif resolved_at is None and name == projection:
+            stalled = True
+    return stalled, frozenset(skipped)
 
 
 def _guard(sandbox_id: uuid.UUID, projection: str, generation: int, rebuilding: bool) -> None:
@@ -273,22 +311,29 @@ def _apply_balance(
     _stored_version_matches(stored[1], cp)
     state = fold.BalanceState(amount=stored[0], version=stored[1])
     lines: list[fold.Line] = []
+    done: list[Applied] = []  # applied or passed over (skipped), in order
     poison = None
     for position, version, event, recorded_at in due:
+        if event is SKIPPED:
+            state = fold.pass_over(state, version)
+            done.append((position, version))
+            continue
         try:
             state, line = fold.apply_balance(state, event, position, version, recorded_at)
         except fold.ProjectionError as exc:
             poison = (position, f"ProjectionError: {exc}")
             break
         lines.append(line)
-    if not lines:
+        done.append((position, version))
+    if not done:
         return [], poison
-    _insert_history(sandbox_id, generation, lines)
+    if lines:
+        _insert_history(sandbox_id, generation, lines)
     BalanceView.objects.filter(sandbox_id=sandbox_id, generation=generation).update(
         amount=state.amount, version=state.version
     )
-    _cas_checkpoint(sandbox_id, BALANCE, generation, cp, (lines[-1].position, lines[-1].version))
-    return [(line.position, line.version) for line in lines], poison
+    _cas_checkpoint(sandbox_id, BALANCE, generation, cp, done[-1])
+    return done, poison
 
 
 def _insert_history(sandbox_id: uuid.UUID, generation: int, lines: list[fold.Line]) -> None:
@@ -338,6 +383,10 @@ def _apply_largest(
     applied: list[Applied] = []
     poison = None
     for position, version, event, _recorded_at in due:
+        if event is SKIPPED:
+            state = fold.pass_over(state, version)
+            applied.append((position, version))
+            continue
         try:
             state = fold.apply_largest_deposit(state, event, position, version)
         except fold.ProjectionError as exc:

@@ -34,6 +34,7 @@ from lab.models import (
 from lab.types import (
     ChartLine,
     ChartSeries,
+    DeadLetterView,
     GenerationView,
     HistoryLineView,
     InFlightEvent,
@@ -51,6 +52,7 @@ HISTORY_LIMIT = 200  # lines returned, newest last; the panel shows the latest f
 CHART_WINDOW_S = 60
 CHART_POINTS_MAX = 300  # per line: far more steps than the chart has pixels for
 IN_FLIGHT_LIMIT = 50
+DEAD_LETTER_LIMIT = 100  # open and skipped letters read per state; one poison at a time keeps them far fewer
 MAX_WAIT_S = 30.0
 ZERO = Decimal("0.00")
 
@@ -239,15 +241,33 @@ async def _wait_for_push(layer: Any, channel: str | None, wanted: int, remaining
 # --- The projector, as one sandbox sees it --------------------------------------------------------------------
 
 
-def _open_dead_letter(sandbox: Sandbox, projection: str = BALANCE) -> DeadLetter | None:
-    return (
-        DeadLetter.objects.filter(sandbox_id=sandbox.pk, projection=projection, resolved_at__isnull=True)
-        .order_by("position")
-        .first()
+def dead_letters(sandbox: Sandbox) -> tuple[list[DeadLetterView], list[DeadLetterView]]:
+    """(open dead letters, the balance model's first; skipped events, one per position, oldest first).
+    One query, plus one for the events' versions and types when there are any letters at all."""
+    rows = list(
+        DeadLetter.objects.filter(sandbox_id=sandbox.pk)
+        .exclude(resolved_at__isnull=False, skipped_at__isnull=True)  # retried and not failed again (yet)
+        .order_by("position", "projection")
+        .values_list("projection", "position", "error", "skipped_at")[:DEAD_LETTER_LIMIT]
     )
+    if not rows:
+        return [], []
+    events = {e.position: e for e in store.event_store.read_positions(sorted({int(r[1]) for r in rows}))}
+    opened: list[DeadLetterView] = []
+    skipped: dict[int, DeadLetterView] = {}
+    for projection, position, error, skipped_at in rows:
+        event = events.get(position)
+        version, event_type = (event.version, event.event_type) if event is not None else (None, None)
+        view = DeadLetterView(projection, int(position), version, event_type, error, skipped_at)
+        if skipped_at is None:
+            opened.append(view)
+        else:
+            skipped.setdefault(view.position, view)
+    opened.sort(key=lambda d: (d.projection != BALANCE, d.position))
+    return opened, list(skipped.values())
 
 
-def _projector_state(sandbox: Sandbox, dead: DeadLetter | None, crashed: bool) -> str:
+def _projector_state(sandbox: Sandbox, dead: DeadLetterView | None, crashed: bool) -> str:
     if crashed:
         return "crashed"
     if sandbox.projector_paused:
@@ -266,16 +286,20 @@ def projector_status(sandbox: Sandbox, *, refresh: bool = True) -> ProjectorStat
         .values_list("position", "version")
         .first()
     ) or (0, 0)
-    dead = _open_dead_letter(fresh)
+    opened, skipped = dead_letters(fresh)
+    dead = opened[0] if opened else None
     crashed = fresh.projector_crashed_until is not None and fresh.projector_crashed_until > timezone.now()
     return ProjectorStatus(
-        state=_projector_state(fresh, dead, crashed),
+        state=_projector_state(fresh, dead if dead is not None and dead.projection == BALANCE else None, crashed),
         checkpoint_position=int(cp[0]),
         read_version=int(cp[1]),
         lag_ms=fresh.lag_ms,
         crashed_until=fresh.projector_crashed_until if crashed else None,
         stalled_reason=dead.error if dead is not None else None,
         stalled_position=dead.position if dead is not None else None,
+        stalled_projection=dead.projection if dead is not None else None,
+        dead_letters=opened,
+        skipped=skipped,
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -89,14 +89,37 @@ class InFlightEvent:
 
 
 @dataclass(frozen=True)
+class DeadLetterView:
+    """An event a read model could not apply: open (it stalls that model until Retry or Skip) or skipped (on the
+    dead-letter list for good: every read model of the sandbox leaves it out)."""
+
+    projection: str  # "balance" | "largest_deposit"
+    position: int
+    version: int | None  # the event's stream version and type (None only if the event is gone)
+    event_type: str | None
+    error: str
+    skipped_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
 class ProjectorStatus:
-    state: str  # "running" | "paused" | "crashed" | "stalled" | "rebuilding"
+    state: str  # "running" | "paused" | "crashed" | "stalled" | "rebuilding" (of the live balance model)
     checkpoint_position: int
     read_version: int
     lag_ms: int
     crashed_until: dt.datetime | None
-    stalled_reason: str | None  # the dead-letter error when stalled
+    stalled_reason: str | None  # the first open dead letter's error (the balance model's first)
     stalled_position: int | None
+    # Which read model that dead letter stalls: "balance" | "largest_deposit" | None. A stalled retroactive model
+    # leaves `state` "running" (the balance keeps flowing) and shows here and in `dead_letters`.
+    stalled_projection: str | None = None
+    dead_letters: list[DeadLetterView] = field(default_factory=list)  # open, oldest first: what Retry and Skip act on
+    skipped: list[DeadLetterView] = field(default_factory=list)  # the dead-letter list, oldest first, one per event
+
+    @property
+    def can_resolve(self) -> bool:
+        """Whether Retry and Skip have anything to act on."""
+        return bool(self.dead_letters)
 
 
 @dataclass(frozen=True)

@@ -204,6 +204,36 @@ def set_schema(request: HtmxHttpRequest) -> HttpResponse:
     return _control(request, forms.SchemaForm(request.POST), apply)
 
 
+def _dead_letter_action(sandbox: Sandbox, action: str) -> str:
+    """Poison, retry, skip: the sentence says what happened and what the read side does next. A refused poison
+    raises ValueError (a 400 with its message)."""
+    if action == "poison":
+        event = controls.append_poison_event(sandbox)
+        return (
+            f"Appended {event.event_type} #{event.position} (v={event.version}): the write model adds its "
+            f"${controls.POISON_AMOUNT}, but the projector has no handler for it and stalls there once it is due. "
+            "Other sandboxes keep flowing."
+        )
+    if action == "retry":
+        count = controls.retry_dead_letter(sandbox)
+        if not count:
+            return "Nothing to retry: no read model is stalled."
+        return (
+            f"Retrying {count} dead-lettered event{'s' if count != 1 else ''}: the projector tries again now. Its "
+            "code has not changed, so it stalls again with the same reason; Skip moves the event to the "
+            "dead-letter list."
+        )
+    skipped = controls.skip_dead_letter(sandbox)
+    if not skipped:
+        return "Nothing to skip: no read model is stalled."
+    which = ", ".join(f"#{p}" for p in skipped)
+    return (
+        f"Skipped event {which} to the dead-letter list: every read model passes over it from now on (a rebuild "
+        "too), and the events after it flow again. The read balance leaves it out, so it can differ from the "
+        "write balance."
+    )
+
+
 @require_POST
 def projector_control(request: HtmxHttpRequest) -> HttpResponse:
     def apply(sandbox: Sandbox, data: dict[str, Any]) -> str:
@@ -214,9 +244,8 @@ def projector_control(request: HtmxHttpRequest) -> HttpResponse:
         if action == "resume":
             controls.resume_projection(sandbox)
             return "Projection resumed from its checkpoint."
-        if action == "retry":
-            count = controls.retry_dead_letter(sandbox)
-            return f"Retrying {count} dead-lettered event{'s' if count != 1 else ''}." if count else "Nothing to retry."
+        if action in ("retry", "skip", "poison"):
+            return _dead_letter_action(sandbox, action)
         controls.crash_projector(sandbox, CRASH_DOWNTIME_S)
         return f"Projector crashed; it restarts from its checkpoint in {CRASH_DOWNTIME_S:g} s."
 

@@ -31,6 +31,7 @@ from lab.store.reads import (
     events_for_projection,
     newest_versions,
     pending_sandboxes,
+    positions_of_type,
     version_at_time,
 )
 from lab.store.records import command_outcome, record_command, record_load
@@ -53,6 +54,7 @@ __all__ = [
     "lock_for_append",
     "newest_versions",
     "pending_sandboxes",
+    "positions_of_type",
     "purge_sandbox",
     "read_all_after",
     "read_stream",

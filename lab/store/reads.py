@@ -62,6 +62,12 @@ def newest_versions(sandbox: Sandbox, limit: int) -> list[tuple[dt.datetime, int
     return [(at, int(version)) for at, version in rows.values_list("recorded_at", "version")[:limit]]
 
 
+def positions_of_type(sandbox: Sandbox, event_type: str) -> list[int]:
+    """Positions of the sandbox's events of one type, oldest first."""
+    rows = StoredEvent.objects.filter(sandbox_id=sandbox.pk, event_type=event_type).order_by("position")
+    return [int(p) for p in rows.values_list("position", flat=True)]
+
+
 def events_after(sandbox_id: Any, position: int, limit: int) -> list[tuple[int, int, str, dt.datetime]]:
     """(position, version, type, recorded_at) of the sandbox's events after `position`, oldest first."""
     rows = (
