@@ -53,6 +53,13 @@ def current_sandbox_id(session_key: str | None) -> Any:
     return sandbox.pk if sandbox is not None else None
 
 
+# A session that moved to another sandbox (a reset or its undo, in this tab or another) gets every part that shows
+# the sandbox, but not the whole panel: the tab that pressed Reset keeps its own answer beside the button (with
+# its Undo) and whichever tool it has open.
+MOVED_PARTS = (*LIVE_PARTS, "lab-command-id", "lab-command-result", "lab-query-result", "lab-replay",
+               "lab-time-travel-state")  # fmt: skip
+
+
 @dataclass
 class Push:
     sandbox_id: Any  # None: the session has no sandbox any more
@@ -78,7 +85,7 @@ def render_push(
     # sandbox row was just read, so the panel need not read it again.
     panel = build_panel(None, sandbox, next_url="", sandbox_is_fresh=True)
     if with_panel:
-        return Push(sandbox_id, render_parts(panel, ("lab-panel",)))
+        return Push(sandbox_id, render_parts(panel, MOVED_PARTS))
     if read_side_only:
         return Push(sandbox_id, render_parts(panel, READ_SIDE_PARTS))
     if in_one_frame:

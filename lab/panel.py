@@ -11,23 +11,30 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.http import HttpRequest, QueryDict
 from django.template.loader import render_to_string
 from django.urls import reverse
 
 from lab import forms, queries, timeline
 from lab.models import Sandbox
-from lab.sandboxes import sandbox_for_request
+from lab.sandboxes import UNDO_WINDOW_S, sandbox_for_request, undo_offer
 from lab.types import EventPage, LabState, QueryAnswer, ReplayFrame, TimeTravelView
 
 PANEL = "lab/panel.html"
 WS_PATH = "/ws/lab/"
 LOG_PER_PAGE = 10
 QUERY_WAIT_S = 5.0
+TOKEN_LIMIT = 6  # in-flight tokens drawn on the projector's track; the rest are counted ("and 4 more")
+REPLAY_RATES = (("2", "2 events a second"), ("10", "10 events a second"), ("50", "50 events a second"),
+                ("0", "as fast as possible"))  # fmt: skip
+STEP_PACES = (("0.5", "1 event every 2 s"), ("1", "1 event a second"), ("2", "2 events a second"),
+              ("10", "10 events a second"), ("50", "50 events a second"))  # fmt: skip
 FLASH_KEY = "lab_flash"  # a no-JavaScript form's outcome, kept in the session for the one render after it
 
 # Partials every push and every htmx response refreshes out of band. Per-tab views (time travel, replay, query
@@ -89,6 +96,7 @@ class Panel:
     command_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     result: dict[str, Any] | None = None  # the last command's outcome, for this tab only
     controls_message: dict[str, Any] | None = None  # {"ok": bool, "text": str}
+    controls_slot: str = ""  # the id of the result slot beside the control that produced controls_message
     query: QueryAnswer | None = None
     query_waited_for: int | None = None
     tt_version: int = 0
@@ -97,7 +105,11 @@ class Panel:
     amount: str = ""
     ws_path: str = WS_PATH
     presets: tuple[str, ...] = forms.AMOUNT_PRESETS
-    speeds: tuple[str, ...] = ("0.25", "0.5", "1", "2", "4")
+    speeds: tuple[tuple[str, str], ...] = STEP_PACES
+    replay_rates: tuple[tuple[str, str], ...] = REPLAY_RATES
+    tt_at: str = ""  # the time of day the learner asked time travel for ("" = by version)
+    tt_requested: bool = False  # the URL asked for a version (a no-JavaScript time travel): open that tool
+    undo_due_ms: int | None = None  # until when a reset can be undone (epoch ms), None = nothing to undo
 
     @property
     def expected_version(self) -> int:
@@ -110,6 +122,35 @@ class Panel:
     @property
     def lag_s(self) -> str:
         return f"{self.state.projector.lag_ms / 1000:.1f}"
+
+    @property
+    def replay_rate(self) -> str:
+        return str(self.state.sandbox.replay_rate)
+
+    @property
+    def undo_seconds(self) -> int:
+        return UNDO_WINDOW_S
+
+    @property
+    def undo_seconds_left(self) -> int:
+        return max(0, -(-((self.undo_due_ms or 0) - int(time.time() * 1000)) // 1000))
+
+    @property
+    def upcast_shown(self) -> bool:
+        """Stored v1 / read-as-v2 pairs only make sense once v2 has shipped; before, they are noise."""
+        return self.state.deposit_schema_version >= 2
+
+    @property
+    def time_zone_name(self) -> str:
+        return str(settings.TIME_ZONE)
+
+    @property
+    def time_travel_at(self) -> str:
+        return self.tt_at
+
+    @property
+    def query_waited_s(self) -> str:
+        return f"{self.query.waited_ms / 1000:.1f}" if self.query else "0.0"
 
     @property
     def max_version(self) -> int:
@@ -128,7 +169,12 @@ class Panel:
 
     @cached_property
     def time_travel(self) -> TimeTravelView:
-        return timeline.state_at(self.state.sandbox, self.tt_version)
+        return timeline.time_travel(self.state.sandbox, self.tt_version, forms.time_travel_at({"at": self.tt_at}))
+
+    @cached_property
+    def chart_series_json(self) -> str:
+        """The chart's history (write and read versions over the last minute), so a reload keeps it."""
+        return json.dumps(queries.chart_series(self.state.sandbox).as_json())
 
     @cached_property
     def replay(self) -> ReplayFrame:
@@ -143,6 +189,39 @@ class Panel:
             due_ms = int(event.due_at.timestamp() * 1000)
             rows.append({"event": event, "due_ms": due_ms, "remaining_s": f"{max(0, due_ms - now_ms) / 1000:.1f}"})
         return rows
+
+    @cached_property
+    def tokens(self) -> list[dict[str, Any]]:
+        """The first events in flight, drawn as tokens on the projector's track (lab.js moves them with time)."""
+        rows = self.in_flight[:TOKEN_LIMIT]
+        for row in rows:
+            row["recorded_ms"] = int(row["event"].recorded_at.timestamp() * 1000)
+        return rows
+
+    @property
+    def tokens_more(self) -> int:
+        return max(0, len(self.in_flight) - TOKEN_LIMIT)
+
+    @property
+    def last_applied(self) -> Any:
+        """The newest event the read model has applied: its token sits on the read model."""
+        return self.history[0] if self.history else None
+
+    @property
+    def replay_fold(self) -> str:
+        """The step's arithmetic, "$35.00 + $50.00 = $85.00", from the balance after it and the event's amount."""
+        frame = self.replay
+        if frame.event is None or frame.amount is None:
+            return ""
+        return fold_text(frame.event.event_type, frame.amount, frame.state.balance)
+
+    @property
+    def chart_description(self) -> str:
+        read = self.state.read
+        behind = f"{read.behind} event{'s' if read.behind != 1 else ''} behind" if read.behind else "caught up"
+        return (
+            f"now the write model is at v={self.state.write.version} and the read model at v={read.version} ({behind})."
+        )
 
     @property
     def crash_due_ms(self) -> int | None:
@@ -178,6 +257,8 @@ class Panel:
                 "json": _event_json(e),
                 "raw_json": json.dumps(e.raw_payload, default=str),
                 "upcast_json": json.dumps(e.upcast_payload, default=str),
+                "upcast_schema": self.state.deposit_schema_version if e.event_type == "Deposited" else e.schema_version,
+                "amount": event_amount(e),
             }
             for e in self.log.events
         ]
@@ -186,6 +267,30 @@ class Panel:
     def history(self) -> list[Any]:
         """The read side's newest transactions first, at most ten (the full list is the event log's job)."""
         return list(reversed(self.state.read.history))[:10]
+
+
+def money(amount: Decimal) -> str:
+    return f"${amount:,.2f}"
+
+
+def fold_text(event_type: str, amount: Decimal, after: Decimal) -> str:
+    """One step of the balance fold as arithmetic: withdrawals subtract, everything else adds."""
+    if event_type == "Withdrew":
+        return f"{money(after + amount)} \u2212 {money(amount)} = {money(after)}"  # a real minus sign
+    return f"{money(after - amount)} + {money(amount)} = {money(after)}"
+
+
+def event_amount(event: Any) -> Decimal | None:
+    """An event's amount in dollars whatever its schema (v2 deposits store cents); None if it has none."""
+    payload = event.upcast_payload
+    try:
+        if "amount_cents" in payload:
+            return (Decimal(int(payload["amount_cents"])) / 100).quantize(Decimal("0.01"))
+        if "amount" in payload:
+            return Decimal(str(payload["amount"]))
+    except (ArithmeticError, TypeError, ValueError):
+        return None
+    return None
 
 
 def _event_json(event: Any) -> str:
@@ -245,6 +350,8 @@ def build_panel(
         log_type=log_type,
         next=next_url if next_url is not None else _default_next(request),
         tt_version=tt,
+        tt_at=params.get("at", "")[:40],
+        tt_requested="tt" in params,
         replay_version=rp,
     )
     for key, value in overrides.items():
@@ -273,6 +380,8 @@ def panel_for_page(request: HttpRequest) -> Panel:
         next_url=request.path,
         result=flash.get("result"),
         controls_message=flash.get("controls"),
+        controls_slot=flash.get("slot", "lab-reset-result" if flash.get("controls") else ""),
+        undo_due_ms=offer.until_ms if (offer := undo_offer(request.session)) else None,
     )
     if request.GET.get("lab_query"):
         if request.GET.get("read_your_writes"):

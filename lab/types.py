@@ -13,6 +13,11 @@ from decimal import Decimal
 from typing import Any
 
 
+def count(n: int, noun: str) -> str:
+    """ "1 event", "2 events", "1,204 events": every count a learner reads."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 @dataclass(frozen=True)
 class EventView:
     position: int
@@ -55,9 +60,9 @@ class LoadReportView:
     @property
     def summary(self) -> str:  # "snapshot at v40 + 3 events; 43 without"
         if self.snapshot_version is None:
-            return f"no snapshot: {self.events_replayed} events replayed"
+            return f"no snapshot: {count(self.events_replayed, 'event')} replayed"
         return (
-            f"snapshot at v{self.snapshot_version} + {self.events_replayed} events; "
+            f"snapshot at v{self.snapshot_version} + {count(self.events_replayed, 'event')}; "
             f"{self.events_without_snapshot} without"
         )
 

@@ -36,7 +36,7 @@ from lab.panel import (
     panel_for_page,
     render_parts,
 )
-from lab.types import CommandOutcome
+from lab.types import CommandOutcome, count
 from reqflow.http import HtmxHttpRequest, safe_next
 
 PAGE = "lab/page.html"
@@ -138,36 +138,47 @@ def command(request: HtmxHttpRequest) -> HttpResponse:
 # --- Controls -------------------------------------------------------------------------------------------------
 
 
-def _control(
-    request: HtmxHttpRequest, form: django_forms.Form, apply: Apply, anchor: str = "lab-controls"
-) -> HttpResponse:
-    """Validate, apply, answer. The control itself tells the other tabs (after its commit)."""
+# Where each control answers (the result slot beside it, a partial of panel.html) and where a no-JavaScript form
+# comes back to (the stage or tool that holds it).
+SLOT_ANCHORS = {
+    "lab-projector-result": "lab-projector",
+    "lab-snapshot-result": "lab-snapshots-section",
+    "lab-rebuild-result": "lab-rebuild-section",
+    "lab-retro-result": "lab-retro-section",
+    "lab-schema-result": "lab-schema-section",
+    "lab-reset-result": "lab-reset-section",
+}
+
+
+def _control(request: HtmxHttpRequest, form: django_forms.Form, apply: Apply, slot: str) -> HttpResponse:
+    """Validate, apply, answer beside the control (`slot`). The control itself tells the other tabs (after its
+    commit)."""
     sandbox = sandboxes.sandbox_for_request(request)
     if form.is_valid():
         try:
             message = {"ok": True, "text": apply(sandbox, form.cleaned_data)}
             status = 200
         except controls.RebuildBusy as exc:  # not bad input: the server is busy, come back shortly
-            return _busy(request, sandbox, str(exc), exc.retry_after_s)
+            return _busy(request, sandbox, slot, str(exc), exc.retry_after_s)
         except ValueError as exc:  # the lab's own range checks (lab.limits) speak for themselves
             message, status = {"ok": False, "text": str(exc)}, 400
     else:
         message, status = {"ok": False, "text": _first_error(form)}, 400
     if request.htmx:
-        panel = build_panel(request, sandbox, next_url=_next(request), controls_message=message)
-        return _htmx_response(request, panel, "lab-controls-result", status=status)
+        panel = build_panel(request, sandbox, next_url=_next(request), controls_message=message, controls_slot=slot)
+        return _htmx_response(request, panel, slot, status=status)
     if status != 200:
-        panel = build_panel(request, sandbox, next_url=_next(request), controls_message=message)
+        panel = build_panel(request, sandbox, next_url=_next(request), controls_message=message, controls_slot=slot)
         return _page(request, panel, status=status)
-    return _back(request, anchor, {"controls": message})
+    return _back(request, SLOT_ANCHORS[slot], {"controls": message, "slot": slot})
 
 
-def _busy(request: HtmxHttpRequest, sandbox: Sandbox, text: str, retry_after_s: int) -> HttpResponse:
+def _busy(request: HtmxHttpRequest, sandbox: Sandbox, slot: str, text: str, retry_after_s: int) -> HttpResponse:
     """429 Too Many Requests with Retry-After and the message, for htmx and no-JavaScript forms alike."""
     message = {"ok": False, "text": text}
-    panel = build_panel(request, sandbox, next_url=_next(request), controls_message=message)
+    panel = build_panel(request, sandbox, next_url=_next(request), controls_message=message, controls_slot=slot)
     if request.htmx:
-        response = _htmx_response(request, panel, "lab-controls-result", status=429)
+        response = _htmx_response(request, panel, slot, status=429)
     else:
         response = _page(request, panel, status=429)
     response["Retry-After"] = str(retry_after_s)
@@ -180,7 +191,7 @@ def set_lag(request: HtmxHttpRequest) -> HttpResponse:
         ms = controls.set_lag(sandbox, data["lag"])
         return f"Projection lag set to {ms / 1000:.1f} s."
 
-    return _control(request, forms.LagForm(request.POST), apply)
+    return _control(request, forms.LagForm(request.POST), apply, "lab-projector-result")
 
 
 @require_POST
@@ -188,9 +199,9 @@ def set_snapshot_interval(request: HtmxHttpRequest) -> HttpResponse:
     def apply(sandbox: Sandbox, data: dict[str, Any]) -> str:
         controls.set_snapshot_interval(sandbox, data["interval"])
         n = data["interval"]
-        return "Automatic snapshots are off." if n == 0 else f"A snapshot every {n} events."
+        return "Automatic snapshots are off." if n == 0 else f"A snapshot every {count(n, 'event')}."
 
-    return _control(request, forms.SnapshotIntervalForm(request.POST), apply)
+    return _control(request, forms.SnapshotIntervalForm(request.POST), apply, "lab-snapshot-result")
 
 
 @require_POST
@@ -201,7 +212,7 @@ def set_schema(request: HtmxHttpRequest) -> HttpResponse:
             return "New deposits are stored as schema v2; older ones stay v1 and are upcast on read."
         return "New deposits are stored as schema v1 again."
 
-    return _control(request, forms.SchemaForm(request.POST), apply)
+    return _control(request, forms.SchemaForm(request.POST), apply, "lab-schema-result")
 
 
 def _dead_letter_action(sandbox: Sandbox, action: str) -> str:
@@ -249,7 +260,7 @@ def projector_control(request: HtmxHttpRequest) -> HttpResponse:
         controls.crash_projector(sandbox, CRASH_DOWNTIME_S)
         return f"Projector crashed; it restarts from its checkpoint in {CRASH_DOWNTIME_S:g} s."
 
-    return _control(request, forms.ProjectorForm(request.POST), apply, anchor="lab-log")
+    return _control(request, forms.ProjectorForm(request.POST), apply, "lab-projector-result")
 
 
 @require_POST
@@ -257,16 +268,16 @@ def take_snapshot(request: HtmxHttpRequest) -> HttpResponse:
     def apply(sandbox: Sandbox, data: dict[str, Any]) -> str:
         return f"Snapshot taken at v={commands.take_snapshot(sandbox).version}."
 
-    return _control(request, django_forms.Form(request.POST), apply, anchor="lab-snapshots-section")
+    return _control(request, django_forms.Form(request.POST), apply, "lab-snapshot-result")
 
 
 @require_POST
 def rebuild(request: HtmxHttpRequest) -> HttpResponse:
     def apply(sandbox: Sandbox, data: dict[str, Any]) -> str:
         progress = controls.start_rebuild(sandbox)
-        return f"Rebuilding the read model from position 0: {progress.total} events to replay."
+        return f"Rebuilding the read model from event #1: {count(progress.total, 'event')} to replay."
 
-    return _control(request, django_forms.Form(request.POST), apply, anchor="lab-rebuild-section")
+    return _control(request, django_forms.Form(request.POST), apply, "lab-rebuild-result")
 
 
 @require_POST
@@ -276,7 +287,7 @@ def set_replay_rate(request: HtmxHttpRequest) -> HttpResponse:
         pace = "as fast as the projector can" if rate == 0 else f"at {rate} event{'s' if rate != 1 else ''} a second"
         return f"Rebuilds and catch-ups replay the log {pace}."
 
-    return _control(request, forms.ReplayRateForm(request.POST), apply, anchor="lab-rebuild-section")
+    return _control(request, forms.ReplayRateForm(request.POST), apply, "lab-rebuild-result")
 
 
 @require_POST
@@ -285,7 +296,7 @@ def retro_model(request: HtmxHttpRequest) -> HttpResponse:
         controls.enable_retro_model(sandbox)
         return "Added the “largest deposit” read model; it catches up from position 0."
 
-    return _control(request, django_forms.Form(request.POST), apply, anchor="lab-rebuild-section")
+    return _control(request, django_forms.Form(request.POST), apply, "lab-retro-result")
 
 
 @require_POST

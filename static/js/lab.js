@@ -8,7 +8,7 @@
   root.classList.add("lab-js");
 
   var POLL_MS = 1000;
-  var CHART_WINDOW_MS = 30000;
+  var CHART_WINDOW_MS = 60000;
   var reducedMotion = window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches;
 
   var clockSkewMs = 0; // server clock minus this browser's clock, from the latest versions partial
@@ -44,8 +44,21 @@
     return out;
   }
 
+  // The marks lab.js puts on log rows (pending, being folded) are not the server's: compare without them.
+  var JS_MARKS = ["lab-log__row--pending", "lab-log__row--folding"];
+  function serverHtml(el) {
+    if (!el.querySelector("." + JS_MARKS.join(", ."))) return el.innerHTML;
+    var copy = el.cloneNode(true);
+    var marked = copy.querySelectorAll("." + JS_MARKS.join(", ."));
+    for (var i = 0; i < marked.length; i++) {
+      marked[i].classList.remove.apply(marked[i].classList, JS_MARKS);
+      marked[i].removeAttribute("aria-current");
+    }
+    return copy.innerHTML;
+  }
+
   function sameExceptStamp(current, incoming) {
-    if (current.tagName !== incoming.tagName || current.innerHTML !== incoming.innerHTML) return false;
+    if (current.tagName !== incoming.tagName || serverHtml(current) !== incoming.innerHTML) return false;
     var a = attributesOf(current), b = attributesOf(incoming);
     var keys = Object.keys(a);
     if (keys.length !== Object.keys(b).length) return false;
@@ -143,7 +156,24 @@
   });
 
   // ---- after any swap: resync clock, chart sample, controls the server changed ------------------------
+  // The event a rebuild or the retro model's catch-up is folding right now is highlighted in the log.
+  function markFold() {
+    var source = $("lab-rebuild"), retro = $("lab-retro");
+    var version = (source && source.dataset.foldVersion) || (retro && retro.dataset.foldVersion) || "";
+    var rows = document.querySelectorAll("#lab-event-log [data-testid=event-row]");
+    var v = versions();
+    for (var i = 0; i < rows.length; i++) {
+      // Dashed while the read model has not applied it yet. Set here, not by the server: the log is not part of
+      // the read side's pushes, so a server-drawn mark would go stale.
+      rows[i].classList.toggle("lab-log__row--pending", !!v && Number(rows[i].dataset.version) > v.read);
+      var on = version !== "" && rows[i].dataset.version === version;
+      rows[i].classList.toggle("lab-log__row--folding", on);
+      if (on) rows[i].setAttribute("aria-current", "step"); else rows[i].removeAttribute("aria-current");
+    }
+  }
+
   function afterVersions() {
+    markFold();
     var v = versions();
     if (!v) return;
     if (v.serverNow) clockSkewMs = v.serverNow - Date.now();
@@ -172,7 +202,16 @@
     if (evt.detail.target && evt.detail.target.id === "lab-versions") afterVersions();
   });
   document.addEventListener("htmx:load", function (evt) {
-    if (evt.detail.elt && evt.detail.elt.id === "lab") { history = []; setupTabs(); afterVersions(); }
+    if (evt.detail.elt && evt.detail.elt.id === "lab") {
+      // A tool the server marked open (the one that answered) may arrive closed: details of one name are exclusive,
+      // and htmx inserts the new lab before removing the old one, whose open tool then wins.
+      var reopen = evt.detail.elt.querySelectorAll("details[data-reopen]");
+      for (var k = 0; k < reopen.length; k++) reopen[k].open = true;
+      setupTabs(); afterVersions(); loadHistory(); watchToc();
+      // After a reset or its undo the whole lab is new: keep focus in it, on what the learner can do next.
+      var next = document.querySelector('#lab [data-testid="reset-undo"]') || document.querySelector("#lab-reset-result:not(:empty)");
+      if (next && document.activeElement === document.body) { if (!next.hasAttribute("tabindex") && next.tagName !== "BUTTON") next.tabIndex = -1; next.focus(); }
+    }
   });
 
   // ---- inputs: slider read-outs, presets ----------------------------------------------------------------
@@ -250,7 +289,7 @@
     }
   }
 
-  // ---- countdowns: the server is the truth, this only counts down between pushes ----------------------
+  // ---- countdowns and tokens: the server is the truth, this only moves them between pushes -----------
   function tickCountdowns() {
     var now = Date.now() + clockSkewMs;
     var items = document.querySelectorAll("#lab .lab-countdown[data-due-ms]");
@@ -258,48 +297,165 @@
       var el = items[i];
       var left = Number(el.dataset.dueMs) - now;
       var prefix = el.dataset.prefix || "applies in ";
-      var text = left > 0 ? prefix + (left / 1000).toFixed(1) + " s" : "applying now…";
+      var text = left > 0 ? prefix + (left / 1000).toFixed(1) + " s" + (el.dataset.suffix || "") : (el.dataset.done || "applying now…");
       if (el.textContent !== text) el.textContent = text;
     }
+    moveTokens(now);
   }
-  setInterval(tickCountdowns, 100);
 
-  // ---- chart: write and read versions over time -----------------------------------------------------------
+  // A token's place on the track is the share of its lag already spent: 0 when appended, 1 when due. It stops
+  // at the end until a push says the read model applied it, so what moves never runs ahead of the server.
+  function moveTokens(now) {
+    var tokens = document.querySelectorAll("#lab .lab-track__lane .lab-token[data-due-ms]");
+    for (var i = 0; i < tokens.length; i++) {
+      var t = tokens[i];
+      var start = Number(t.dataset.recordedMs), due = Number(t.dataset.dueMs);
+      var p = due > start ? (now - start) / (due - start) : 1;
+      p = Math.max(0, Math.min(1, p));
+      if (reducedMotion) p = Math.round(p * 4) / 4; // a few still positions instead of a glide
+      t.style.setProperty("--p", p.toFixed(3));
+    }
+  }
+  setInterval(tickCountdowns, reducedMotion ? 1000 : 100);
+
+  // ---- read your writes: the wait is shown while it happens ------------------------------------------------
+  var rywTimer = null;
+  function rywBox() { return $("lab-ryw-wait"); }
+
+  document.addEventListener("htmx:beforeRequest", function (evt) {
+    var form = evt.detail.elt;
+    if (!form || !form.classList || !form.classList.contains("lab-query")) return;
+    var box = rywBox(), ryw = $("lab-ryw"), v = versions();
+    if (!box) return;
+    if (rywTimer) { clearInterval(rywTimer); rywTimer = null; }
+    if (!ryw || !ryw.checked || !v) { box.hidden = true; return; }
+    var started = Date.now(), wanted = v.write;
+    var show = function () {
+      var read = versions() ? versions().read : 0;
+      box.textContent = "Waiting for the read model to reach v=" + wanted + " (now v=" + read + ") … " +
+        ((Date.now() - started) / 1000).toFixed(1) + " s";
+    };
+    box.hidden = false;
+    show();
+    rywTimer = setInterval(show, 100);
+    box.dataset.started = String(started);
+    box.dataset.wanted = String(wanted);
+  });
+
+  document.addEventListener("htmx:afterRequest", function (evt) {
+    var form = evt.detail.elt;
+    if (!form || !form.classList || !form.classList.contains("lab-query") || !rywTimer) return;
+    clearInterval(rywTimer);
+    rywTimer = null;
+    var box = rywBox();
+    if (box) {
+      box.textContent = "Waited " + ((Date.now() - Number(box.dataset.started)) / 1000).toFixed(1) +
+        " s for v=" + box.dataset.wanted + ": the answer is below.";
+    }
+  });
+
+  // ---- chart: write and read versions over time, with a marker per event and a bracket for the lag ------
+  var SVG_NS = "http://www.w3.org/2000/svg";
+  var X0 = 34, X1 = 314, Y0 = 104, Y1 = 14; // the plot area inside the axes (viewBox units)
+
+  // The server's history (events' times for the write line, applied times for the read line) seeds the chart,
+  // so a reload keeps it; samples taken from pushes extend it.
+  function loadHistory() {
+    history = [];
+    var el = $("lab-chart");
+    var data = null;
+    try { data = el && el.dataset.series ? JSON.parse(el.dataset.series) : null; } catch (e) { data = null; }
+    if (!data || !data.write) return;
+    var points = [];
+    data.write.forEach(function (p) { points.push({ t: p[0] - clockSkewMs, kind: "w", v: p[1] }); });
+    (data.read || []).forEach(function (p) { points.push({ t: p[0] - clockSkewMs, kind: "r", v: p[1] }); });
+    points.sort(function (a, b) { return a.t - b.t; });
+    var w = data.write_before || 0, r = data.read_before || 0;
+    // Each line is exact from its `since` (a capped line starts later); the version before it holds until then.
+    var since = Math.min(data.write_since || data.now, data.read_since || data.now) - clockSkewMs;
+    history.push({ t: Math.min(since, Date.now() - CHART_WINDOW_MS - 1000), w: w, r: r });
+    points.forEach(function (p) {
+      if (p.kind === "w") w = Math.max(w, p.v); else r = Math.max(r, p.v);
+      history.push({ t: p.t, w: w, r: r });
+    });
+  }
+
   function sample() {
     var v = versions();
     if (!v) return;
     var t = Date.now();
     var last = history[history.length - 1];
+    if (last && v.write < last.w) { history = []; last = null; } // a reset moved the page to a new sandbox
     if (last && last.w === v.write && last.r === v.read && t - last.t < 200) return;
     history.push({ t: t, w: v.write, r: v.read });
-    while (history.length && history[0].t < t - CHART_WINDOW_MS - 1000) history.shift();
+    while (history.length > 1 && history[1].t < t - CHART_WINDOW_MS - 1000) history.shift();
+  }
+
+  function svgEl(name, attrs, text) {
+    var el = document.createElementNS(SVG_NS, name);
+    Object.keys(attrs).forEach(function (k) { el.setAttribute(k, attrs[k]); });
+    if (text) el.textContent = text;
+    return el;
   }
 
   function drawChart() {
-    var write = $("lab-chart-write");
-    var read = $("lab-chart-read");
+    var write = $("lab-chart-write"), read = $("lab-chart-read");
     if (!write || !read || document.hidden) return;
     sample();
-    var now = Date.now();
-    var start = now - CHART_WINDOW_MS;
-    var maxV = 1;
+    var now = Date.now(), start = now - CHART_WINDOW_MS, maxV = 1;
     for (var i = 0; i < history.length; i++) maxV = Math.max(maxV, history[i].w, history[i].r);
+    var x = function (t) { return X0 + Math.max(0, (t - start) / CHART_WINDOW_MS) * (X1 - X0); };
+    var y = function (v) { return Y0 - (v / maxV) * (Y0 - Y1); };
     function points(key) {
-      // Step lines: a version holds until the next sample.
-      var out = [];
-      var prev = null;
+      var out = [], prev = null; // step lines: a version holds until the next sample
       for (var j = 0; j < history.length; j++) {
-        var x = Math.max(0, ((history[j].t - start) / CHART_WINDOW_MS) * 320);
-        var y = 100 - (history[j][key] / maxV) * 90;
-        if (prev !== null) out.push(x.toFixed(1) + "," + prev);
-        out.push(x.toFixed(1) + "," + y.toFixed(1));
-        prev = y.toFixed(1);
+        var px = x(history[j].t).toFixed(1), py = y(history[j][key]).toFixed(1);
+        if (prev !== null) out.push(px + "," + prev);
+        out.push(px + "," + py);
+        prev = py;
       }
-      if (prev !== null) out.push("320," + prev);
+      if (prev !== null) out.push(X1 + "," + prev);
       return out.join(" ");
     }
     write.setAttribute("points", points("w"));
     read.setAttribute("points", points("r"));
+    var ymax = $("lab-chart-ymax");
+    if (ymax && ymax.textContent !== "v=" + maxV) ymax.textContent = "v=" + maxV;
+    drawMarks(x, y);
+    drawBracket(x, y, now);
+  }
+
+  // One dot per write step inside the window: each is an event appended.
+  function drawMarks(x, y) {
+    var g = $("lab-chart-marks");
+    if (!g) return;
+    while (g.firstChild) g.removeChild(g.firstChild);
+    for (var i = 1; i < history.length; i++) {
+      if (history[i].w > history[i - 1].w && history[i].t >= Date.now() - CHART_WINDOW_MS) {
+        g.appendChild(svgEl("circle", { cx: x(history[i].t).toFixed(1), cy: y(history[i].w).toFixed(1), r: 2.5 }));
+      }
+    }
+  }
+
+  // The lag: from the newest write step to the moment the read line reached it (or now, still waiting).
+  function drawBracket(x, y, now) {
+    var g = $("lab-chart-bracket");
+    if (!g) return;
+    while (g.firstChild) g.removeChild(g.firstChild);
+    var stepAt = -1;
+    for (var i = history.length - 1; i > 0; i--) {
+      if (history[i].w > history[i - 1].w) { stepAt = i; break; }
+    }
+    if (stepAt < 0 || history[stepAt].t < now - CHART_WINDOW_MS) return;
+    var target = history[stepAt].w, tStart = history[stepAt].t, tEnd = now, waiting = true;
+    for (var j = stepAt; j < history.length; j++) {
+      if (history[j].r >= target) { tEnd = history[j].t; waiting = false; break; }
+    }
+    var xa = x(tStart), xb = Math.max(x(tEnd), xa + 2), yb = Math.max(Y1 - 4, y(target) - 7);
+    g.appendChild(svgEl("path", { d: "M" + xa.toFixed(1) + " " + (yb + 4) + " v-4 H" + xb.toFixed(1) + " v4" }));
+    var label = "lag " + ((tEnd - tStart) / 1000).toFixed(1) + " s" + (waiting ? "…" : "");
+    var lx = Math.min(Math.max((xa + xb) / 2, X0 + 20), X1 - 20);
+    g.appendChild(svgEl("text", { x: lx.toFixed(1), y: (yb - 2).toFixed(1), "text-anchor": "middle" }, label));
   }
   setInterval(drawChart, reducedMotion ? 1000 : 250);
 
@@ -403,9 +559,24 @@
     }
   }
 
+  // ---- the table of contents steps aside while the full-width lab is in view --------------------------------
+  var tocObserver = null;
+  function watchToc() {
+    var toc = document.querySelector(".toc"), panel = lab();
+    if (!toc || !panel || !("IntersectionObserver" in window)) return;
+    if (tocObserver) tocObserver.disconnect();
+    tocObserver = new IntersectionObserver(function (entries) {
+      var inView = entries.some(function (e) { return e.isIntersecting; });
+      toc.classList.toggle("toc--aside", inView);
+    }, { rootMargin: "-10% 0px -10% 0px" });
+    tocObserver.observe(panel);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     setupTabs();
     afterVersions();
+    loadHistory();
+    watchToc();
     tickCountdowns();
     // With no WebSocket support at all the extension never fires an event: poll from the start.
     if (!("WebSocket" in window)) startPolling();

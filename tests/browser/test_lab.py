@@ -42,6 +42,14 @@ def command(page: Page, kind: str, amount: str) -> None:
     page.get_by_test_id(kind).click()
 
 
+def open_tool(page: Page, title: str) -> None:
+    """Open one tool of the strip under the pipeline (a <details>); opening one closes the others."""
+    tool = page.locator("details.lab-tool").filter(has=page.locator("summary", has_text=title))
+    if tool.get_attribute("open") is None:
+        tool.locator("summary").click()
+    expect(tool).to_have_attribute("open", "")
+
+
 def deposit_and_wait(page: Page, amount: str, version: int) -> None:
     command(page, "deposit", amount)
     # The tab's own answer, not only the push (which can come first): the next command starts from its version.
@@ -79,13 +87,14 @@ def test_with_a_lag_the_read_model_visibly_trails_then_catches_up(page: Page, li
     expect(page.get_by_test_id("write-balance")).to_have_text("$50.00")
     expect(page.get_by_test_id("read-version")).to_have_text("0")
     expect(page.get_by_test_id("staleness")).to_contain_text("1 event behind")
-    expect(page.locator(".lab-inflight__item")).to_have_count(1)
-    countdown = page.locator(".lab-inflight__item .lab-countdown")
+    tokens = page.locator('[data-testid="event-token"][data-state="in-flight"]')
+    expect(tokens).to_have_count(1)
+    countdown = tokens.locator(".lab-countdown")
     expect(countdown).to_contain_text(re.compile(r"applies in \d+\.\d s|applying"))
     expect(page.get_by_test_id("read-version")).to_have_text("1", timeout=SLOW)
     expect(page.get_by_test_id("read-balance")).to_have_text("$50.00")
     expect(page.get_by_test_id("staleness")).to_contain_text("caught up")
-    expect(page.locator(".lab-inflight__item")).to_have_count(0)
+    expect(tokens).to_have_count(0)
     # The chart drew both lines from the pushed versions.
     expect(page.locator("#lab-chart-write")).to_have_attribute("points", re.compile(r"\d+(\.\d)?,\d"))
     expect(page.locator("#lab-chart-read")).to_have_attribute("points", re.compile(r"\d+(\.\d)?,\d"))
@@ -179,6 +188,7 @@ def test_rebuild_replays_the_log_with_a_progress_bar(page: Page, live_url):
     for n in range(1, 6):
         deposit_and_wait(page, "1", n)
     expect(page.get_by_test_id("read-version")).to_have_text("5", timeout=SLOW)
+    open_tool(page, "Rebuild")
     page.get_by_test_id("rebuild").click()
     progress = page.locator("#lab-rebuild progress")
     expect(progress).to_be_visible(timeout=SLOW)
@@ -193,6 +203,7 @@ def test_step_replay_with_buttons_and_the_keyboard(page: Page, live_url):
     open_lab(page, live_url)
     for n, amount in enumerate(("10", "20", "30"), start=1):
         deposit_and_wait(page, amount, n)
+    open_tool(page, "Step replay")
     frame = page.locator("#lab-replay")
     expect(frame).to_have_attribute("data-version", "0")
     widget = page.locator("#lab-replay-widget")
@@ -206,7 +217,7 @@ def test_step_replay_with_buttons_and_the_keyboard(page: Page, live_url):
     widget.focus()
     page.keyboard.press("ArrowLeft")
     expect(frame).to_have_attribute("data-version", "1")
-    page.select_option("#lab-replay-speed", "4")
+    page.select_option("#lab-replay-speed", "10")
     widget.focus()
     page.keyboard.press(" ")
     expect(frame).to_have_attribute("data-version", "3", timeout=SLOW)
@@ -218,6 +229,7 @@ def test_time_travel_shows_the_balance_at_an_earlier_version(page: Page, live_ur
     open_lab(page, live_url)
     for n, amount in enumerate(("10", "20", "30"), start=1):
         deposit_and_wait(page, amount, n)
+    open_tool(page, "Time travel")
     slider = page.get_by_test_id("time-travel")
     expect(slider).to_have_attribute("max", "3")
     set_range(page, "time-travel", "1")
@@ -232,6 +244,7 @@ def test_snapshots_are_listed_with_the_cost_of_the_last_load(page: Page, live_ur
     open_lab(page, live_url)
     deposit_and_wait(page, "10", 1)
     deposit_and_wait(page, "10", 2)
+    open_tool(page, "Snapshots")
     page.get_by_test_id("take-snapshot").click()
     expect(page.get_by_test_id("snapshot-row")).to_have_count(1, timeout=SLOW)
     expect(page.get_by_test_id("snapshot-row").first).to_contain_text("v=2")
@@ -268,6 +281,9 @@ def test_a_crashed_projector_restarts_from_its_checkpoint_and_pause_holds_the_re
 def test_schema_v2_deposits_are_stored_as_v2_and_old_ones_shown_upcast(page: Page, live_url):
     open_lab(page, live_url)
     deposit_and_wait(page, "10", 1)
+    # Before v2 ships there is nothing to upcast and nothing is shown as such.
+    expect(page.get_by_test_id("event-row").first).not_to_contain_text("read as (v2)")
+    open_tool(page, "Schema v2")
     page.get_by_role("button", name="Ship deposit v2").click()
     expect(page.locator("#lab-schema")).to_contain_text("schema v2", timeout=SLOW)
     deposit_and_wait(page, "5", 2)
@@ -275,7 +291,9 @@ def test_schema_v2_deposits_are_stored_as_v2_and_old_ones_shown_upcast(page: Pag
     expect(rows).to_have_count(2, timeout=SLOW)
     expect(rows.first).to_contain_text("schema v2")
     expect(rows.nth(1)).to_contain_text("schema v1")
-    expect(rows.nth(1)).to_contain_text("shown upcast")
+    expect(rows.nth(1)).to_contain_text("stored (v1)")
+    expect(rows.nth(1)).to_contain_text("read as (v2)")
+    expect(rows.nth(1).locator(".lab-log__upcast")).to_be_visible()
 
 
 def test_the_retroactive_read_model_catches_up_from_position_zero(page: Page, live_url):
@@ -284,6 +302,7 @@ def test_the_retroactive_read_model_catches_up_from_position_zero(page: Page, li
     deposit_and_wait(page, "10", 1)
     deposit_and_wait(page, "70", 2)
     deposit_and_wait(page, "20", 3)
+    open_tool(page, "New read model")
     page.get_by_role("button", name=re.compile("largest deposit")).click()
     retro = page.locator("#lab-retro")
     expect(retro).to_contain_text("$70.00", timeout=SLOW)
@@ -293,6 +312,7 @@ def test_the_retroactive_read_model_catches_up_from_position_zero(page: Page, li
 def test_reset_gives_an_empty_sandbox(page: Page, live_url):
     open_lab(page, live_url)
     deposit_and_wait(page, "10", 1)
+    open_tool(page, "Start over")
     page.get_by_test_id("reset").click()
     expect(page.get_by_test_id("write-version")).to_have_text("0", timeout=SLOW)
     expect(page.get_by_test_id("event-row")).to_have_count(0)

@@ -124,7 +124,7 @@ def test_read_your_writes_waits_for_the_version_of_the_last_command(learner):
     html = response.content.decode()
     assert response.status_code == 200
     assert "stale" in html.split('data-testid="query-result"')[1].split("</div>")[0]
-    assert re.search(r"Waited \d+ ms for v=2\.", text_of(html, "query-result"))
+    assert re.search(r"Waited \d+\.\d s for v=2\.", text_of(html, "query-result"))
 
 
 def test_with_a_live_socket_a_rejection_still_says_why(learner):
@@ -297,9 +297,10 @@ def test_a_replayed_deposit_shows_its_amount_whatever_its_schema(learner):
     assert learner.post("/lab/schema/", {"version": "2"}, **HX).status_code == 200
     deposit(learner, "1234.50")  # stored as schema v2: amount_cents, no "amount" field
     frame = text_of(learner.get("/lab/replay/", {"replay": "2"}, **HX).content.decode(), "replay-frame")
-    assert "Deposited $1,234.50" in frame and "$1,244.50" in frame
+    # The step shows its arithmetic with the v2 deposit's amount (stored in cents): "$10.00 + $1,234.50 = $1,244.50".
+    assert "Deposited" in frame and "$10.00 + $1,234.50 = $1,244.50" in frame
     frame = text_of(learner.get("/lab/replay/", {"replay": "1"}, **HX).content.decode(), "replay-frame")
-    assert "Deposited $10.00" in frame
+    assert "$0.00 + $10.00 = $10.00" in frame
 
 
 def test_the_event_log_shows_each_events_stream(learner):
