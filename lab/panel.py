@@ -30,6 +30,7 @@ PANEL = "lab/panel.html"
 WS_PATH = "/ws/lab/"
 LOG_PER_PAGE = 10
 QUERY_WAIT_S = 5.0
+CHART_WINDOW_S = 30  # the chart shows the last half minute: a learner's commands are seconds apart
 TOKEN_LIMIT = 6  # in-flight tokens drawn on the projector's track; the rest are counted ("and 4 more")
 REPLAY_RATES = (("2", "2 events a second"), ("10", "10 events a second"), ("50", "50 events a second"),
                 ("0", "as fast as possible"))  # fmt: skip
@@ -174,7 +175,7 @@ class Panel:
     @cached_property
     def chart_series_json(self) -> str:
         """The chart's history (write and read versions over the last minute), so a reload keeps it."""
-        return json.dumps(queries.chart_series(self.state.sandbox).as_json())
+        return json.dumps(queries.chart_series(self.state.sandbox, window_s=CHART_WINDOW_S).as_json())
 
     @cached_property
     def replay(self) -> ReplayFrame:

@@ -8,7 +8,7 @@
   root.classList.add("lab-js");
 
   var POLL_MS = 1000;
-  var CHART_WINDOW_MS = 60000;
+  var CHART_WINDOW_MS = 30000;
   var reducedMotion = window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches;
 
   var clockSkewMs = 0; // server clock minus this browser's clock, from the latest versions partial
@@ -156,6 +156,15 @@
   });
 
   // ---- after any swap: resync clock, chart sample, controls the server changed ------------------------
+  // Scroll the log's own box (never the page) so the row being folded stays visible.
+  function keepInView(row) {
+    var box = $("lab-event-log");
+    if (!box || box.scrollHeight <= box.clientHeight) return;
+    var top = row.offsetTop - box.offsetTop, bottom = top + row.offsetHeight;
+    if (top < box.scrollTop) box.scrollTop = top;
+    else if (bottom > box.scrollTop + box.clientHeight) box.scrollTop = bottom - box.clientHeight;
+  }
+
   // The event a rebuild or the retro model's catch-up is folding right now is highlighted in the log.
   function markFold() {
     var source = $("lab-rebuild"), retro = $("lab-retro");
@@ -168,7 +177,7 @@
       rows[i].classList.toggle("lab-log__row--pending", !!v && Number(rows[i].dataset.version) > v.read);
       var on = version !== "" && rows[i].dataset.version === version;
       rows[i].classList.toggle("lab-log__row--folding", on);
-      if (on) rows[i].setAttribute("aria-current", "step"); else rows[i].removeAttribute("aria-current");
+      if (on) { rows[i].setAttribute("aria-current", "step"); keepInView(rows[i]); } else rows[i].removeAttribute("aria-current");
     }
   }
 
@@ -454,8 +463,10 @@
     var xa = x(tStart), xb = Math.max(x(tEnd), xa + 2), yb = Math.max(Y1 - 4, y(target) - 7);
     g.appendChild(svgEl("path", { d: "M" + xa.toFixed(1) + " " + (yb + 4) + " v-4 H" + xb.toFixed(1) + " v4" }));
     var label = "lag " + ((tEnd - tStart) / 1000).toFixed(1) + " s" + (waiting ? "…" : "");
-    var lx = Math.min(Math.max((xa + xb) / 2, X0 + 20), X1 - 20);
-    g.appendChild(svgEl("text", { x: lx.toFixed(1), y: (yb - 2).toFixed(1), "text-anchor": "middle" }, label));
+    // Centred over the bracket, but never past the plot's edges (the newest step is usually at the right end).
+    var mid = (xa + xb) / 2, anchor = "middle";
+    if (mid > X1 - 30) { mid = X1; anchor = "end"; } else if (mid < X0 + 30) { mid = X0 + 2; anchor = "start"; }
+    g.appendChild(svgEl("text", { x: mid.toFixed(1), y: (yb - 2).toFixed(1), "text-anchor": anchor }, label));
   }
   setInterval(drawChart, reducedMotion ? 1000 : 250);
 
