@@ -43,6 +43,16 @@ class Sandbox(models.Model):
     # How fast a rebuild and the retroactive model's catch-up replay the log, in events a second (0: as fast as
     # the projector can). Slow by default so a learner can watch the fold; live projection ignores it.
     replay_rate = models.PositiveIntegerField(default=10)
+    # Which write model this sandbox runs: "event-sourced" (an append-only log, the default) or "state-only"
+    # (CQRS without event sourcing: the write model is this row's state_* columns, updated in place).
+    mode = models.CharField(max_length=16, default="event-sourced")
+    # The state-only write model: the current balance and its version (+1 per accepted command). Unused in
+    # event-sourced mode.
+    state_balance = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    state_version = models.PositiveIntegerField(default=0)
+    # When the oldest change not yet copied to the read side was made (None: the read side has it). The copy
+    # projection runs once this is lag_ms old, and carries the state as it is then.
+    state_pending_since = models.DateTimeField(null=True, blank=True)
     # Which generation of the read models answers queries; a rebuild fills generation + 1, then swaps.
     live_generation = models.PositiveIntegerField(default=1)
     rebuilding_generation = models.PositiveIntegerField(null=True, blank=True)
