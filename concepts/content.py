@@ -54,7 +54,8 @@ DEFAULT_CONTENT_DIR = Path(__file__).resolve().parent / "content"
 WORDS_PER_MINUTE = 238
 
 REQUIRED_KEYS = ("slug", "title", "category", "summary", "related")
-OPTIONAL_KEYS = ("lab",)
+OPTIONAL_KEYS = ("lab", "quiz")
+QUIZ_KEYS = {"question", "answer"}
 KNOWN_CLASSES = {"collapsible", "cards"}
 LAB_MARKER = "::: lab"
 
@@ -95,6 +96,14 @@ class Section:
 
 
 @dataclass(frozen=True)
+class QuizItem:
+    """A "Check yourself" question; the answer is Markdown, revealed on demand."""
+
+    question: str
+    answer_html: SafeString
+
+
+@dataclass(frozen=True)
 class Concept:
     slug: str
     title: str
@@ -105,6 +114,7 @@ class Concept:
     sections: tuple[Section, ...]
     body_text: str  # plain text of every section, for search
     source: Path = field(compare=False)
+    quiz: tuple[QuizItem, ...] = ()
 
     @property
     def words(self) -> int:
@@ -212,7 +222,24 @@ def parse_file(path: Path) -> Concept:
         sections=tuple(sections),
         body_text=body_text,
         source=path,
+        quiz=_parse_quiz(path, meta.get("quiz")),
     )
+
+
+def _parse_quiz(path: Path, raw: object) -> tuple[QuizItem, ...]:
+    """The front matter's `quiz:` list of {question, answer} mappings (absent: no quiz)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw:
+        raise ContentError(path, "front matter key 'quiz' must be a non-empty list of {question, answer} items")
+    items = []
+    for n, item in enumerate(raw, start=1):
+        if not isinstance(item, dict) or set(item) != QUIZ_KEYS:
+            raise ContentError(path, f"quiz item {n} must have exactly the keys question and answer")
+        if not all(isinstance(item[k], str) and item[k].strip() for k in QUIZ_KEYS):
+            raise ContentError(path, f"quiz item {n}: question and answer must be non-empty text")
+        items.append(QuizItem(question=item["question"].strip(), answer_html=_render(item["answer"])))
+    return tuple(items)
 
 
 def _split_front_matter(path: Path, text: str) -> tuple[dict, str]:

@@ -71,6 +71,7 @@ def test_the_sections_have_stable_anchors_listed_in_the_table_of_contents(client
         "architectures",
         "gotchas",
         "interview-angle",
+        "check-yourself",
         "your-notes",
     ]
     toc = re.search(r"<nav [^>]*data-toc.*?</nav>", page, re.S).group(0)
@@ -140,3 +141,11 @@ def test_no_template_syntax_leaks_into_the_page(client, alice, signed_in):
         html = client.get(url).content.decode()
         for marker in ("{#", "#}", "{%", "%}", "{{", "}}"):
             assert marker not in html, (url, marker, html[max(0, html.find(marker) - 200) : html.find(marker) + 200])
+
+
+def test_check_yourself_asks_five_questions_with_answers_behind_a_click(client):
+    page = client.get(PAGE).content.decode()
+    section = re.search(r'<section id="check-yourself".*?</section>', page, re.S).group(0)
+    items = re.findall(r'data-testid="quiz-question">\s*<details class="quiz__details">\s*<summary', section)
+    assert len(items) == 5
+    assert "Do you need event sourcing to do CQRS?" in section and "read your writes" in section.lower()

@@ -236,3 +236,25 @@ def test_search_needs_every_word_somewhere_in_title_summary_or_body(tmp_path):
     assert [c.slug for c in library.search("one-line summary")] == ["replication", "sharding"]  # summary
     assert library.search("picks replication") == []
     assert len(library.search("   ")) == 2
+
+
+def test_the_cqrs_page_has_five_check_yourself_questions_with_answers():
+    concept = parse_file(content.content_dir() / "cqrs-event-sourcing.md")
+    assert len(concept.quiz) == 5
+    assert all(item.question.endswith("?") and "<p>" in item.answer_html for item in concept.quiz)
+
+
+@pytest.mark.parametrize(
+    ("quiz", "problem"),
+    [
+        ("quiz: []", "must be a non-empty list"),
+        ("quiz: just text", "must be a non-empty list"),
+        ("quiz:\n  - question: Why?", "quiz item 1 must have exactly the keys question and answer"),
+        ("quiz:\n  - question: Why?\n    answer: ''", "quiz item 1: question and answer must be non-empty text"),
+        ("quiz:\n  - question: Why?\n    answer: Because.\n    hint: no", "quiz item 1 must have exactly the keys"),
+    ],
+)
+def test_a_malformed_quiz_names_the_file_and_the_problem(tmp_path, quiz, problem):
+    write(tmp_path, "sharding.md", concept_file("sharding", extra=quiz + "\n"))
+    message = only_problem(tmp_path)
+    assert message.startswith("sharding.md: ") and problem in message
