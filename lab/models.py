@@ -262,3 +262,50 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"dead letter {self.projection} #{self.position}"
+
+
+# --- Teaching: what the learner did that the store does not keep, and missions met ---------------------------
+
+
+class SandboxFact(models.Model):
+    """Something a learner saw or did in a sandbox that no table records (a stale answer, a time travel to v=3, a
+    crash, the scenario loaded), kept once per name: the missions read these beside the store's own state."""
+
+    sandbox = models.ForeignKey(Sandbox, on_delete=models.CASCADE, related_name="facts")
+    name = models.CharField(max_length=40)
+    value = models.IntegerField(default=0)  # a number the fact carries (the lag of a stale read, a version)
+    detail = models.CharField(max_length=80, blank=True)  # a word it carries (the scenario's id)
+    at = models.DateTimeField()
+
+    class Meta:
+        db_table = "lab_sandboxfact"
+        constraints = [models.UniqueConstraint(fields=["sandbox", "name"], name="sandbox_fact_once")]
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.value} {self.detail}".strip()
+
+
+class MissionDone(models.Model):
+    """A mission a learner met, kept beyond the sandbox (a reset or a scenario starts a new one): per account, or
+    for a visitor per browser session (the session key the visitor's sandboxes carry)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    session_key = models.CharField(max_length=64, blank=True, db_index=True)
+    mission = models.CharField(max_length=40)
+    done_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "lab_missiondone"
+        constraints = [
+            models.UniqueConstraint(fields=["user", "mission"], name="mission_done_once_per_user"),
+            models.UniqueConstraint(
+                fields=["session_key", "mission"],
+                condition=models.Q(user__isnull=True),
+                name="mission_done_once_per_visitor",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"mission {self.mission} done"
