@@ -23,6 +23,7 @@ from lab.limits import (
     SNAPSHOT_INTERVAL_MESSAGE,
     parse_lag,
 )
+from lab.predictions import MOMENTS
 
 AMOUNT_PRESETS = ("10", "25", "50", "100", "500")
 
@@ -183,3 +184,12 @@ class LogForm(forms.Form):
         choices=[("", "All"), ("Deposited", "Deposited"), ("Withdrew", "Withdrew"), ("InterestPaid", "InterestPaid")],
         required=False,
     )
+
+
+class PredictForm(forms.Form):
+    """A learner's answer to a "Predict" question: which moment, and the choice's value (shown back, never stored)."""
+
+    moment = forms.ChoiceField(
+        choices=[(m, m) for m in MOMENTS], error_messages={"invalid_choice": "Unknown question."}
+    )
+    choice = forms.CharField(max_length=80, error_messages={"required": "Pick one of the answers."})

@@ -21,7 +21,7 @@ from django.http import HttpRequest, QueryDict
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from lab import forms, queries, timeline
+from lab import forms, predictions, queries, timeline
 from lab.models import Sandbox
 from lab.sandboxes import UNDO_WINDOW_S, sandbox_for_request, undo_offer
 from lab.types import EventPage, LabState, QueryAnswer, ReplayFrame, TimeTravelView
@@ -53,12 +53,13 @@ LIVE_PARTS = (
     "lab-rebuild",
     "lab-retro",
     "lab-schema",
+    "lab-predict-old-event",
 )
 
 # A push sends these after the rest, in a frame of their own. The log is most of a push's HTML (a row per event
 # with its payload and ids); rendered, sent and swapped together with the versions, it held the read version
 # back on the page by as long.
-LATER_PARTS = ("lab-event-log", "lab-snapshots", "lab-schema")
+LATER_PARTS = ("lab-event-log", "lab-snapshots", "lab-schema", "lab-predict-old-event")
 
 # What the projector changes: a push caused only by projector progress re-renders just these, so the page
 # swaps (and the server renders) a small part of the HTML while the read model catches up.
@@ -111,6 +112,7 @@ class Panel:
     tt_at: str = ""  # the time of day the learner asked time travel for ("" = by version)
     tt_requested: bool = False  # the URL asked for a version (a no-JavaScript time travel): open that tool
     undo_due_ms: int | None = None  # until when a reset can be undone (epoch ms), None = nothing to undo
+    reveal: predictions.Reveal | None = None  # the real answer to the prediction this tab just made
 
     @property
     def expected_version(self) -> int:
@@ -127,6 +129,19 @@ class Panel:
     @property
     def replay_rate(self) -> str:
         return str(self.state.sandbox.replay_rate)
+
+    # The "Predict" questions, each asked only while the sandbox is in its situation (lab.predictions).
+    @cached_property
+    def predict_stale_query(self) -> predictions.Prediction | None:
+        return predictions.ask(self.state, predictions.STALE_QUERY)
+
+    @cached_property
+    def predict_rebuild(self) -> predictions.Prediction | None:
+        return predictions.ask(self.state, predictions.REBUILD)
+
+    @cached_property
+    def predict_old_event(self) -> predictions.Prediction | None:
+        return predictions.ask(self.state, predictions.OLD_EVENT)
 
     @property
     def undo_seconds(self) -> int:

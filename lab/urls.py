@@ -24,4 +24,5 @@ urlpatterns = [
     path("lab/time-travel/", views.time_travel, name="time-travel"),
     path("lab/replay/", views.replay, name="replay"),
     path("lab/state/", views.state, name="state"),
+    path("lab/predict/", views.predict, name="predict"),
 ]

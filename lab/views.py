@@ -22,7 +22,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from lab import commands, controls, forms, queries, sandboxes, timeline
+from lab import commands, controls, forms, predictions, queries, sandboxes, timeline
 from lab.live import publish
 from lab.models import Sandbox
 from lab.panel import (
@@ -387,6 +387,18 @@ def time_travel(request: HtmxHttpRequest) -> HttpResponse:
 @require_GET
 def replay(request: HtmxHttpRequest) -> HttpResponse:
     return _bad_get(request, forms.VersionForm({"version": request.GET.get("replay")})) or _read(request, "lab-replay")
+
+
+@require_GET
+def predict(request: HtmxHttpRequest) -> HttpResponse:
+    """The real answer to a "Predict" question, beside it (lab.predictions runs the read it asked about)."""
+    form = forms.PredictForm(request.GET)
+    if not form.is_valid():
+        return HttpResponse(_first_error(form), status=400, content_type="text/plain; charset=utf-8")
+    sandbox = sandboxes.sandbox_for_request(request)
+    moment = form.cleaned_data["moment"]
+    answer = predictions.reveal(sandbox, moment, form.cleaned_data["choice"])
+    return _read(request, f"lab-reveal-{moment}", sandbox, reveal=answer)
 
 
 @require_GET

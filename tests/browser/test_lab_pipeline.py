@@ -182,3 +182,15 @@ def test_a_session_of_clicks_leaves_the_console_clean(page: Page, live_url):
     # The chart keeps its history across the reload: the server sends it.
     expect(page.locator("#lab-chart-marks circle")).to_have_count(1, timeout=SLOW)
     assert problems == []
+
+
+def test_a_prediction_during_the_lag_reveals_the_real_answer(page: Page, live_url):
+    open_lab(page, live_url)
+    set_lag(page, "8")
+    deposit_and_wait(page, "20", 1)
+    question = page.get_by_test_id("prediction").filter(has_text="What will Query balance return")
+    expect(question).to_be_visible()
+    question.get_by_role("button", name="$0.00").click()
+    answer = page.get_by_test_id("prediction-answer")
+    expect(answer).to_contain_text("Right")
+    expect(answer).to_contain_text("It returned $0.00")
