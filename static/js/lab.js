@@ -216,7 +216,7 @@
       // and htmx inserts the new lab before removing the old one, whose open tool then wins.
       var reopen = evt.detail.elt.querySelectorAll("details[data-reopen]");
       for (var k = 0; k < reopen.length; k++) reopen[k].open = true;
-      setupTabs(); afterVersions(); loadHistory(); watchToc();
+      setupTabs(); afterVersions(); loadHistory();
       // After a reset or its undo the whole lab is new: keep focus in it, on what the learner can do next.
       var next = document.querySelector('#lab [data-testid="reset-undo"]') || document.querySelector("#lab-reset-result:not(:empty)");
       if (next && document.activeElement === document.body) { if (!next.hasAttribute("tabindex") && next.tagName !== "BUTTON") next.tabIndex = -1; next.focus(); }
@@ -570,24 +570,10 @@
     }
   }
 
-  // ---- the table of contents steps aside while the full-width lab is in view --------------------------------
-  var tocObserver = null;
-  function watchToc() {
-    var toc = document.querySelector(".toc"), panel = lab();
-    if (!toc || !panel || !("IntersectionObserver" in window)) return;
-    if (tocObserver) tocObserver.disconnect();
-    tocObserver = new IntersectionObserver(function (entries) {
-      var inView = entries.some(function (e) { return e.isIntersecting; });
-      toc.classList.toggle("toc--aside", inView);
-    }, { rootMargin: "-10% 0px -10% 0px" });
-    tocObserver.observe(panel);
-  }
-
   document.addEventListener("DOMContentLoaded", function () {
     setupTabs();
     afterVersions();
     loadHistory();
-    watchToc();
     tickCountdowns();
     // With no WebSocket support at all the extension never fires an event: poll from the start.
     if (!("WebSocket" in window)) startPolling();
