@@ -51,7 +51,7 @@ def send_command(
     parsed = decider.parse_amount(amount) if isinstance(amount, str) else amount
     try:
         with transaction.atomic():
-            store.lock_for_append()
+            store.lock_for_append(sandbox)
             return _send_locked(sandbox, kind, parsed, command_id, expected_version)
     except (ConcurrencyError, IntegrityError):
         # After the rollback: a twin request with the same id may have won; then its outcome is ours too.
@@ -162,7 +162,7 @@ def _replayed(data: dict[str, Any]) -> CommandOutcome:
 def take_snapshot(sandbox: Sandbox) -> SnapshotView:
     """Snapshot the write model at its head now (replacing a stale one at the same version)."""
     with transaction.atomic():
-        store.lock_for_append()
+        store.lock_for_append(sandbox)
         loaded = store.load_state(sandbox)
         if loaded.state.version == 0:
             raise ValueError("Nothing to snapshot yet: the account has no events.")

@@ -152,7 +152,7 @@ def append_poison_event(sandbox: Sandbox) -> EventView:
     command record: no command was decided, and a repeated click is refused anyway, because only one poison may
     be unresolved at a time. Raises ValueError for that, for a full sandbox, or a write model that cannot load."""
     with transaction.atomic():
-        store.lock_for_append()
+        store.lock_for_append(sandbox)
         pending = unresolved_poison(sandbox)
         if pending:
             raise ValueError(

@@ -84,7 +84,10 @@ class EventStore(Protocol):
         self, stream_id: str, after_version: int = 0, up_to_version: int | None = None
     ) -> list[RecordedEvent]: ...
 
-    def read_all_after(self, position: int, limit: int = 1000) -> list[RecordedEvent]: ...
+    def read_all_after(self, position: int, limit: int = 1000) -> list[RecordedEvent]:
+        """The committed events above `position`, in position order. Positions commit in order within a stream;
+        a store whose streams append concurrently (Django on PostgreSQL) promises no more than that."""
+        ...
 
 
 def now() -> dt.datetime:

@@ -8,7 +8,8 @@ load-report tables. Everything else in the lab reads and writes events through t
   purge.py      the only deletes: one whole sandbox, or everything (flush)
   values.py     Python <-> database values for the raw SQL
 
-docs/architecture.md explains the ordering guarantees (why positions commit in order on both databases).
+docs/architecture.md explains the ordering guarantees (why, within a sandbox, positions commit in order on both
+databases) and the lock order.
 """
 
 from lab.store.events import (

@@ -4,9 +4,11 @@ Raw SQL through django.db.connection on purpose: the append is the hot path (one
 commit an fsync at synchronous=FULL), so it is one guarded INSERT per event and nothing else.
 
 Ordering: on SQLite every atomic block starts with BEGIN IMMEDIATE (settings), so the write lock is held before
-the expected version is read, and positions are handed out in commit order. On PostgreSQL the append takes
-`LOCK TABLE ... IN EXCLUSIVE MODE` first (reads still flow), for the same guarantee: a reader following
-positions can never see a higher position commit before a lower one.
+the expected version is read, and positions are handed out in commit order. On PostgreSQL the append first takes
+its sandbox's append lock (a transaction-scoped advisory lock, `lock_for_append`), so appends to one sandbox run
+one at a time and appends to different sandboxes never wait for each other. The guarantee is per sandbox: a
+reader following ONE sandbox's positions never sees a higher one commit before a lower one. Across sandboxes a
+lower position may commit after a higher one, so a reader must never tail the whole log by position.
 """
 
 # ruff: noqa: S608  (SQL is built only from model table names; every value is a parameter)
@@ -106,11 +108,31 @@ def sandbox_id_of(stream_id: str) -> uuid.UUID:
         raise ValueError(f"stream id {stream_id!r} is not account-<sandbox uuid>") from None
 
 
-def lock_for_append() -> None:
-    """Serialise appenders on PostgreSQL (no-op on SQLite, where BEGIN IMMEDIATE already did). Inside atomic()."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(f"LOCK TABLE {EVENTS} IN EXCLUSIVE MODE")
+# PostgreSQL advisory lock keys share one 64-bit space. The append locks take [-2**63, -2**62): apart from the
+# projector's per-sandbox keys ([2**62, 2**63), lab.projections) and the rebuild cap's small positive key.
+_APPEND_KEY_BITS = (1 << 62) - 1
+
+
+def append_lock_key(sandbox_id: uuid.UUID) -> int:
+    """The advisory key of a sandbox's append lock. Two sandboxes sharing a key would only wait for each other."""
+    return (sandbox_id.int & _APPEND_KEY_BITS) - (1 << 63)
+
+
+def lock_for_append(sandbox: Sandbox | uuid.UUID) -> None:
+    """Serialise the appenders of one sandbox on PostgreSQL until the transaction ends; appenders of other
+    sandboxes go on. A no-op on SQLite, where BEGIN IMMEDIATE already serialised every writer.
+
+    Call it inside atomic(), before anything else that locks (the lock order in docs/architecture.md): the
+    position, the head version and recorded_at are all taken under it, so they follow commit order per sandbox.
+    """
+    if connection.vendor != "postgresql":
+        return
+    if not connection.in_atomic_block:
+        # Outside a transaction the lock would end with its own statement and protect nothing.
+        raise RuntimeError("lock_for_append() must run inside transaction.atomic()")
+    sandbox_id = sandbox.pk if isinstance(sandbox, Sandbox) else sandbox
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [append_lock_key(sandbox_id)])
 
 
 # --- the store --------------------------------------------------------------------------------------
@@ -156,11 +178,13 @@ class DjangoEventStore:
         """
         db.ensure_connection()
         raw = db.connection
-        at = timezone.now()
-        rows = _insert_params(sandbox_id, stream_id, events, expected_version, metadata, db_time(at))
         with db.wrap_database_errors:
             raw.execute("BEGIN IMMEDIATE")
             try:
+                # Stamped inside the write lock, as on the general path: recorded_at never decreases along a
+                # stream's positions (lab.store.reads.event_at_time and the projector's due prefix rely on it).
+                at = timezone.now()
+                rows = _insert_params(sandbox_id, stream_id, events, expected_version, metadata, db_time(at))
                 positions = []
                 for params in rows:
                     found = raw.execute(_INSERT_QMARK, params).fetchone()
@@ -183,7 +207,7 @@ class DjangoEventStore:
         expected_version: int,
         metadata: Metadata,
     ) -> list[RecordedEvent]:
-        lock_for_append()
+        lock_for_append(sandbox_id)
         at = timezone.now()
         positions = []
         with connection.cursor() as cursor:
@@ -209,6 +233,9 @@ class DjangoEventStore:
     def read_all_after(
         self, position: int, limit: int = 1000, sandbox_id: uuid.UUID | None = None
     ) -> list[RecordedEvent]:
+        """Committed events above `position`, in position order. Tail by position only with `sandbox_id`: within
+        one sandbox positions commit in order, but on PostgreSQL a lower position of another sandbox may still
+        be in flight, and a global checkpoint would step over it for good."""
         sql = f"SELECT {_COLUMNS} FROM {EVENTS} WHERE position > %s"
         params: list[Any] = [position]
         if sandbox_id is not None:
@@ -260,7 +287,7 @@ def read_stream(sandbox: Sandbox, after_version: int = 0, up_to_version: int | N
 
 
 def read_all_after(position: int, limit: int = 1000, sandbox_id: uuid.UUID | None = None) -> list[RecordedEvent]:
-    """Events with a global position above `position`, in position order: what the projector follows."""
+    """Events above `position`, in position order. Tail it only per sandbox (DjangoEventStore.read_all_after)."""
     return event_store.read_all_after(position, limit, sandbox_id)
 
 

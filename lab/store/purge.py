@@ -13,6 +13,7 @@ import uuid
 from django.db import connection, connections, transaction
 
 from lab.models import PurgePermit, Sandbox, StoredEvent
+from lab.store.events import lock_for_append
 from lab.store.values import db_uuid
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,9 @@ ALL_SANDBOXES = uuid.UUID(int=0)
 def purge_sandbox(sandbox_id: uuid.UUID) -> None:
     """Delete one sandbox and all its rows. The events go under a permit that lives only in this transaction."""
     with transaction.atomic():
+        # The sandbox's append lock first (the lock order in docs/architecture.md): an append to it in flight
+        # commits before the delete reads the rows, so no event of it outlives the purge.
+        lock_for_append(sandbox_id)
         PurgePermit.objects.get_or_create(sandbox_id=sandbox_id)
         with connection.cursor() as cursor:
             cursor.execute(f"DELETE FROM {EVENTS} WHERE sandbox_id = %s", [db_uuid(sandbox_id)])

@@ -17,6 +17,7 @@ from django.test import Client
 from django.utils import timezone
 
 from lab.models import Sandbox, StoredEvent
+from lab.store import lock_for_append
 
 
 def new_sandbox(**fields) -> Sandbox:
@@ -40,6 +41,7 @@ def append(
         else:
             payload = {"amount": str(Decimal(amount).quantize(Decimal("0.01")))}
     with transaction.atomic():
+        lock_for_append(sandbox)
         last = StoredEvent.objects.filter(stream_id=sandbox.stream_id).order_by("-version").first()
         cause = uuid.uuid4()
         return StoredEvent.objects.create(

@@ -1,5 +1,7 @@
 """Many writers at once, on the file SQLite test database and on PostgreSQL: no lost update, every conflict
-reported, and a reader following positions never skips an event (positions become visible in commit order)."""
+reported, and a reader following one sandbox's positions never skips an event (within a sandbox, positions
+become visible in commit order). On PostgreSQL appends to different sandboxes run side by side, so across
+sandboxes a lower position may commit after a higher one: only a per-sandbox reader is gap-free."""
 
 from __future__ import annotations
 
@@ -11,14 +13,17 @@ from decimal import Decimal
 import pytest
 from django.db import connection, transaction
 
-from lab import commands, store, timeline
+from lab import commands, projections, rebuild, timeline
+from lab import store as store_module
 from lab.engine.store import ConcurrencyError, Metadata, NewEvent
 from lab.models import Sandbox, StoredEvent
+from lab.store import sandbox_id_of
+from lab.store.events import append_lock_key
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend]
 
 THREADS, APPENDS = 8, 200
-store = store.event_store
+store = store_module.event_store
 
 
 def one_deposit(cents=100):
@@ -46,27 +51,35 @@ def run_threads(target, count=THREADS):
 
 
 class Tailer(threading.Thread):
-    """Follows the global log the way the projector does: checkpoint = the highest position seen so far."""
+    """Follows each stream's sandbox the way the projector does: one checkpoint per sandbox, the highest position
+    seen in it so far."""
 
-    def __init__(self) -> None:
+    def __init__(self, streams: list[str]) -> None:
         super().__init__()
         self.stop = threading.Event()
-        self.seen: list[int] = []
+        self.seen: dict[str, list[int]] = {s: [] for s in streams}
 
     def run(self) -> None:
-        checkpoint = 0
+        checkpoints = dict.fromkeys(self.seen, 0)
         try:
             while True:
-                done = self.stop.is_set()  # read before the batch: the last pass sees everything committed
-                batch = store.read_all_after(checkpoint, 500)
-                for event in batch:
-                    assert event.position > checkpoint
-                    self.seen.append(event.position)
-                    checkpoint = event.position
-                if done and not batch:
+                done = self.stop.is_set()  # read before the batches: the last pass sees everything committed
+                read = 0
+                for stream_id, seen in self.seen.items():
+                    batch = store.read_all_after(checkpoints[stream_id], 500, sandbox_id=sandbox_id_of(stream_id))
+                    for event in batch:
+                        assert event.position > checkpoints[stream_id]
+                        seen.append(event.position)
+                        checkpoints[stream_id] = event.position
+                    read += len(batch)
+                if done and not read:
                     return
         finally:
             connection.close()
+
+
+def positions_of(stream_id: str) -> list[int]:
+    return sorted(StoredEvent.objects.filter(stream_id=stream_id).values_list("position", flat=True))
 
 
 @pytest.mark.slow
@@ -91,7 +104,7 @@ def test_eight_writers_on_one_stream_lose_nothing_and_every_conflict_is_reported
             with lock:
                 accepted.append((recorded.version, events[0].event_id))
 
-    tailer = Tailer()
+    tailer = Tailer([stream_id])
     tailer.start()
     run_threads(writer)
     tailer.stop.set()
@@ -105,7 +118,7 @@ def test_eight_writers_on_one_stream_lose_nothing_and_every_conflict_is_reported
         StoredEvent.objects.filter(stream_id=stream_id).order_by("version").values_list("position", flat=True)
     )
     assert positions == sorted(positions)
-    assert tailer.seen == sorted(StoredEvent.objects.values_list("position", flat=True))
+    assert tailer.seen[stream_id] == positions_of(stream_id)
 
 
 @pytest.mark.slow
@@ -116,7 +129,7 @@ def test_eight_writers_on_separate_streams_all_succeed_and_a_tailing_reader_miss
         for n in range(APPENDS):
             store.append(streams[i], one_deposit(), n, Metadata.for_command(f"s{i}-{n}"))
 
-    tailer = Tailer()
+    tailer = Tailer(streams)
     tailer.start()
     run_threads(writer)
     tailer.stop.set()
@@ -124,8 +137,8 @@ def test_eight_writers_on_separate_streams_all_succeed_and_a_tailing_reader_miss
 
     all_positions = sorted(StoredEvent.objects.values_list("position", flat=True))
     assert len(all_positions) == THREADS * APPENDS
-    assert tailer.seen == all_positions  # in order, and nothing skipped
     for stream_id in streams:
+        assert tailer.seen[stream_id] == positions_of(stream_id)  # in order, and nothing skipped, per sandbox
         rows = list(
             StoredEvent.objects.filter(stream_id=stream_id).order_by("position").values_list("version", flat=True)
         )
@@ -134,43 +147,120 @@ def test_eight_writers_on_separate_streams_all_succeed_and_a_tailing_reader_miss
         assert all_positions == list(range(all_positions[0], all_positions[0] + len(all_positions)))
 
 
-def test_a_transaction_holding_position_n_open_makes_the_next_append_wait_and_the_reader_stops_before_n():
-    first, second = f"account-{uuid.uuid4()}", f"account-{uuid.uuid4()}"
-    before = max(StoredEvent.objects.values_list("position", flat=True), default=0)
-    holding, release, second_done = threading.Event(), threading.Event(), threading.Event()
-    got: dict[str, int] = {}
+class HeldAppend(threading.Thread):
+    """Appends one event to `stream_id` at version 0 in a transaction it keeps open until `release` is set."""
 
-    def hold_open():
-        with transaction.atomic():
-            (event,) = store.append(first, one_deposit(), 0, Metadata.for_command("slow"))
-            got["held"] = event.position
-            holding.set()
-            assert release.wait(30)
-        connection.close()
+    def __init__(self, stream_id: str) -> None:
+        super().__init__()
+        self.stream_id = stream_id
+        self.holding, self.release = threading.Event(), threading.Event()
+        self.position = 0
 
-    def append_meanwhile():
-        assert holding.wait(30)
-        (event,) = store.append(second, one_deposit(), 0, Metadata.for_command("fast"))
-        got["later"] = event.position
-        second_done.set()
-        connection.close()
+    def run(self) -> None:
+        try:
+            with transaction.atomic():
+                (event,) = store.append(self.stream_id, one_deposit(), 0, Metadata.for_command("slow"))
+                self.position = event.position
+                self.holding.set()
+                assert self.release.wait(60)
+        finally:
+            connection.close()
 
-    a = threading.Thread(target=hold_open)
-    b = threading.Thread(target=append_meanwhile)
-    a.start()
-    b.start()
+
+class Append(threading.Thread):
+    """One standalone append, in a thread of its own; `pid` is its PostgreSQL backend, once connected."""
+
+    def __init__(self, stream_id: str, expected_version: int) -> None:
+        super().__init__()
+        self.stream_id, self.expected_version = stream_id, expected_version
+        self.connected, self.done = threading.Event(), threading.Event()
+        self.pid: int | None = None
+        self.position = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_backend_pid()")
+                    self.pid = cursor.fetchone()[0]
+            self.connected.set()
+            (event,) = store.append(self.stream_id, one_deposit(), self.expected_version, Metadata.for_command("x"))
+            self.position = event.position
+            self.done.set()
+        except BaseException as exc:  # the test asserts there was none
+            self.error = exc
+        finally:
+            connection.close()
+
+
+def wait_until_blocked_on_the_append_lock(pid: int) -> None:
+    """PostgreSQL says so itself: the backend waits for an advisory lock (no guessing with a sleep)."""
+    for _ in range(600):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT wait_event_type, wait_event FROM pg_stat_activity WHERE pid = %s", [pid])
+            if cursor.fetchone() == ("Lock", "advisory"):
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"backend {pid} never waited for the append lock")
+
+
+def test_an_open_append_at_position_n_makes_the_next_append_to_its_sandbox_wait_and_its_reader_stop_before_n():
+    stream_id = f"account-{uuid.uuid4()}"
+    sandbox_id = sandbox_id_of(stream_id)
+    held, later = HeldAppend(stream_id), Append(stream_id, expected_version=1)
+    held.start()
     try:
-        assert holding.wait(30)
-        time.sleep(0.5)
-        assert not second_done.is_set(), "an append committed while a lower position was still open"
-        assert store.read_all_after(before, 100) == []  # the reader cannot pass the open position
+        assert held.holding.wait(30)
+        later.start()
+        assert later.connected.wait(30)
+        if later.pid is not None:
+            wait_until_blocked_on_the_append_lock(later.pid)
+        else:
+            time.sleep(0.5)  # SQLite: the second writer is in its busy wait for BEGIN IMMEDIATE
+        assert not later.done.is_set(), "an append committed while a lower position of its sandbox was still open"
+        assert store.read_all_after(0, 100, sandbox_id=sandbox_id) == []  # its reader cannot pass the open position
     finally:
-        release.set()
-        a.join(30)
-        b.join(30)
-    assert second_done.is_set()
-    assert got["held"] < got["later"]
-    assert [e.position for e in store.read_all_after(before, 100)] == [got["held"], got["later"]]
+        held.release.set()
+        held.join(30)
+        later.join(30)
+    assert later.error is None and later.done.is_set()
+    assert held.position < later.position
+    assert [e.position for e in store.read_all_after(0, 100, sandbox_id=sandbox_id)] == [held.position, later.position]
+
+
+def test_on_postgresql_an_append_to_another_sandbox_commits_meanwhile_so_only_a_per_sandbox_reader_is_gap_free():
+    """The one place where the two databases differ: SQLite has one writer at a time, PostgreSQL one per sandbox."""
+    mine, other = f"account-{uuid.uuid4()}", f"account-{uuid.uuid4()}"
+    before = max(StoredEvent.objects.values_list("position", flat=True), default=0)
+    held, elsewhere, same = HeldAppend(mine), Append(other, expected_version=0), Append(mine, expected_version=1)
+    held.start()
+    try:
+        assert held.holding.wait(30)
+        elsewhere.start()
+        same.start()
+        assert elsewhere.connected.wait(30) and same.connected.wait(30)
+        if connection.vendor == "postgresql":
+            assert elsewhere.done.wait(30), "an append to another sandbox waited for the open transaction"
+            wait_until_blocked_on_the_append_lock(same.pid)
+            assert not same.done.is_set()
+            # A lower position commits after a higher one: a global reader would now step over the held one.
+            assert held.position < elsewhere.position
+            assert [e.position for e in store.read_all_after(before, 100)] == [elsewhere.position]
+        else:
+            time.sleep(0.5)
+            assert not elsewhere.done.is_set() and not same.done.is_set()
+            assert store.read_all_after(before, 100) == []
+        assert store.read_all_after(0, 100, sandbox_id=sandbox_id_of(mine)) == []
+    finally:
+        held.release.set()
+        for thread in (held, elsewhere, same):
+            thread.join(30)
+    assert (elsewhere.error, same.error) == (None, None)
+    assert elsewhere.done.is_set() and same.done.is_set()
+    assert held.position < same.position
+    mine_seen = store.read_all_after(0, 100, sandbox_id=sandbox_id_of(mine))
+    assert [(e.position, e.version) for e in mine_seen] == [(held.position, 1), (same.position, 2)]
 
 
 def test_two_withdrawals_of_80_from_100_at_once_leave_20_and_one_refusal():
@@ -203,3 +293,20 @@ def test_the_same_command_sent_twice_at_once_appends_once():
     assert all(o.accepted and o.write_version == 1 for o in outcomes)
     assert sum(not o.replayed for o in outcomes) == 1
     assert StoredEvent.objects.filter(sandbox_id=sandbox.pk).count() == 1
+
+
+def test_the_append_locks_share_no_advisory_key_with_the_projectors_or_the_rebuild_cap():
+    # One 64-bit key space: a shared key would make appends wait for projection batches (or the reverse).
+    for sandbox_id in (uuid.UUID(int=0), uuid.UUID(int=(1 << 128) - 1), *(uuid.uuid4() for _ in range(1000))):
+        assert -(1 << 63) <= append_lock_key(sandbox_id) < -(1 << 62)
+        assert (1 << 62) <= projections._advisory_key(sandbox_id) < (1 << 63)
+    assert 0 <= rebuild.REBUILD_CAP_LOCK < (1 << 62)
+
+
+def test_the_append_lock_outside_a_transaction_is_an_error_not_a_lock_that_protects_nothing():
+    sandbox = Sandbox.objects.create()
+    if connection.vendor != "postgresql":
+        store_module.lock_for_append(sandbox)  # SQLite: BEGIN IMMEDIATE is the lock; nothing to take here
+        return
+    with pytest.raises(RuntimeError, match=r"inside transaction\.atomic"):
+        store_module.lock_for_append(sandbox)
