@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from lab import views
+from lab import scenario_views, views
 
 app_name = "lab"
 
@@ -24,5 +24,6 @@ urlpatterns = [
     path("lab/time-travel/", views.time_travel, name="time-travel"),
     path("lab/replay/", views.replay, name="replay"),
     path("lab/state/", views.state, name="state"),
+    path("lab/scenario/", scenario_views.scenario, name="scenario"),
     path("lab/predict/", views.predict, name="predict"),
 ]
