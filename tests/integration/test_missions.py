@@ -16,7 +16,7 @@ from lab.projector import drain
 from lab.scenarios.apply import apply_setup
 from lab.scenarios.catalog import get
 from lab.tools import CORE_TOOLS
-from tests.integration.lab_events import new_sandbox, visitor
+from tests.integration.lab_events import eventually, new_sandbox, visitor
 
 pytestmark = [pytest.mark.backend]
 
@@ -84,7 +84,7 @@ async def test_read_your_writes_is_met_when_the_query_waited_for_the_projector_a
     assert "read-your-writes" in await sync_to_async(done)(sandbox)
     other = await sync_to_async(new_sandbox)(lag_ms=0)
     await sync_to_async(deposit)(other)
-    await sync_to_async(drain)([other.pk])
+    await eventually(lambda: queries.read_side(other).version == 1)  # the running projector applies it
     answer = await queries.aquery(other, 1, timeout_s=5)  # caught up already: no wait
     assert not answer.stale
     assert "read-your-writes" not in await sync_to_async(done)(other)
