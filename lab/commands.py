@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from lab import live, store
+from lab import live, modes, store
 from lab.engine import decider
 from lab.engine.messages import AccountState, Deposit, Deposited, Rejected, Withdraw, Withdrew
 from lab.engine.replay import Loaded
@@ -49,6 +49,8 @@ def send_command(
         raise ValueError(f"Unknown command {kind!r}: use deposit or withdraw.")
     command_id = check_command_id(command_id or uuid.uuid4().hex)
     parsed = decider.parse_amount(amount) if isinstance(amount, str) else amount
+    if modes.is_state_only(sandbox):  # CQRS without event sourcing: the same rules, a row updated in place
+        return modes.send_state_command(sandbox, kind, parsed, command_id, expected_version)
     try:
         with transaction.atomic():
             store.lock_for_append(sandbox)
@@ -160,7 +162,9 @@ def _replayed(data: dict[str, Any]) -> CommandOutcome:
 
 
 def take_snapshot(sandbox: Sandbox) -> SnapshotView:
-    """Snapshot the write model at its head now (replacing a stale one at the same version)."""
+    """Snapshot the write model at its head now (replacing a stale one at the same version). State-only mode has
+    nothing to snapshot (lab.modes.ModeUnavailable)."""
+    modes.require_event_sourced(sandbox, "snapshot")
     with transaction.atomic():
         store.lock_for_append(sandbox)
         loaded = store.load_state(sandbox)

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from lab import facts, live, rebuild, store
+from lab import live, modes, rebuild, store
 from lab.engine import decider
 from lab.engine.messages import InterestPaid
 from lab.engine.snapshots import is_due
@@ -71,12 +71,14 @@ def set_lag(sandbox: Sandbox, seconds: str | Decimal | int) -> int:
 
 def set_snapshot_interval(sandbox: Sandbox, n: int) -> int:
     """Snapshot automatically every n events (0 = off)."""
+    modes.require_event_sourced(sandbox, "snapshot")
     _update_settings(sandbox, snapshot_interval=check_snapshot_interval(n))
     return n
 
 
 def set_deposit_schema(sandbox: Sandbox, version: int) -> int:
     """Store new deposits in schema 1 or 2; stored ones keep theirs and are upcast on read."""
+    modes.require_event_sourced(sandbox, "schema")
     _update_settings(sandbox, deposit_schema_version=check_deposit_schema(version))
     return version
 
@@ -102,7 +104,6 @@ def crash_projector(sandbox: Sandbox, downtime_s: float = 3.0) -> dt.datetime:
     """A teaching fault: the sandbox's projector acts dead for `downtime_s`, then restarts from its checkpoint."""
     until = timezone.now() + dt.timedelta(seconds=check_crash_downtime(downtime_s))
     Sandbox.objects.filter(pk=sandbox.pk).update(projector_crashed_until=until)
-    facts.note(sandbox.pk, facts.CRASH, keep=facts.KEEP_LAST)  # the projector clears crashed_until on restart
     live.after_commit(sandbox.pk, "settings")
     return until
 
@@ -151,7 +152,9 @@ def append_poison_event(sandbox: Sandbox) -> EventView:
 
     The store's normal append under the append lock, at the head version, with a snapshot if one falls due. No
     command record: no command was decided, and a repeated click is refused anyway, because only one poison may
-    be unresolved at a time. Raises ValueError for that, for a full sandbox, or a write model that cannot load."""
+    be unresolved at a time. Raises ValueError for that, for a full sandbox, or a write model that cannot load;
+    lab.modes.ModeUnavailable in state-only mode."""
+    modes.require_event_sourced(sandbox, "poison")
     with transaction.atomic():
         store.lock_for_append(sandbox)
         pending = unresolved_poison(sandbox)
@@ -178,7 +181,9 @@ def append_poison_event(sandbox: Sandbox) -> EventView:
 
 def start_rebuild(sandbox: Sandbox) -> Progress:
     """Blue/green: build generation g+1 from position 0 while g keeps serving; the projector swaps it in.
-    Raises RebuildBusy when too many rebuilds run at once (lab.rebuild.MAX_CONCURRENT_REBUILDS)."""
+    Raises RebuildBusy when too many rebuilds run at once (lab.rebuild.MAX_CONCURRENT_REBUILDS), and
+    lab.modes.ModeUnavailable in state-only mode (no log to rebuild from)."""
+    modes.require_event_sourced(sandbox, "rebuild")
     with transaction.atomic():
         started = rebuild.begin(sandbox.pk)
         rebuild.announce(sandbox.pk, started)
@@ -186,7 +191,9 @@ def start_rebuild(sandbox: Sandbox) -> Progress:
 
 
 def enable_retro_model(sandbox: Sandbox) -> None:
-    """Add the "largest deposit" model; the projector builds it from position 0 while the balance keeps serving."""
+    """Add the "largest deposit" model; the projector builds it from position 0 while the balance keeps serving.
+    Raises lab.modes.ModeUnavailable in state-only mode (no past to build it from)."""
+    modes.require_event_sourced(sandbox, "retro")
     with transaction.atomic():
         Sandbox.objects.filter(pk=sandbox.pk).update(retro_model_enabled=True)
         Checkpoint.objects.get_or_create(sandbox_id=sandbox.pk, projection=LARGEST_DEPOSIT, generation=RETRO_GENERATION)

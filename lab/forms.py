@@ -23,6 +23,7 @@ from lab.limits import (
     SNAPSHOT_INTERVAL_MESSAGE,
     parse_lag,
 )
+from lab.modes import MODE_MESSAGE, MODES
 from lab.predictions import MOMENTS
 
 AMOUNT_PRESETS = ("10", "25", "50", "100", "500")
@@ -193,3 +194,25 @@ class PredictForm(forms.Form):
         choices=[(m, m) for m in MOMENTS], error_messages={"invalid_choice": "Unknown question."}
     )
     choice = forms.CharField(max_length=80, error_messages={"required": "Pick one of the answers."})
+
+
+class ModeForm(forms.Form):
+    """Which write model the fresh sandbox runs (lab.modes)."""
+
+    mode = forms.ChoiceField(
+        choices=[(m, m) for m in MODES], error_messages={"required": MODE_MESSAGE, "invalid_choice": MODE_MESSAGE}
+    )
+
+
+class ImportForm(forms.Form):
+    """An exported log to import (lab.exchange checks what is in it)."""
+
+    log = forms.FileField(
+        allow_empty_file=False,
+        error_messages={
+            "required": "Choose a log file to import: a .json file exported from the lab.",
+            "empty": "The file is empty: choose a log file exported from the lab.",
+            "invalid": "Send the log as a file upload (multipart/form-data, field “log”).",
+            "missing": "Choose a log file to import: a .json file exported from the lab.",
+        },
+    )

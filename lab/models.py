@@ -21,6 +21,11 @@ BALANCE = "balance"
 LARGEST_DEPOSIT = "largest_deposit"
 RETRO_GENERATION = 1
 
+# Sandbox.mode: which write model a sandbox runs (lab.modes). State-only is CQRS without event sourcing.
+EVENT_SOURCED = "event-sourced"
+STATE_ONLY = "state-only"
+MODES = (EVENT_SOURCED, STATE_ONLY)
+
 
 class Sandbox(models.Model):
     """One visitor's private lab: its account stream, its read models and its settings."""
@@ -45,7 +50,7 @@ class Sandbox(models.Model):
     replay_rate = models.PositiveIntegerField(default=10)
     # Which write model this sandbox runs: "event-sourced" (an append-only log, the default) or "state-only"
     # (CQRS without event sourcing: the write model is this row's state_* columns, updated in place).
-    mode = models.CharField(max_length=16, default="event-sourced")
+    mode = models.CharField(max_length=16, default=EVENT_SOURCED)
     # The state-only write model: the current balance and its version (+1 per accepted command). Unused in
     # event-sourced mode.
     state_balance = models.DecimalField(max_digits=14, decimal_places=2, default=0)

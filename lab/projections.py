@@ -66,6 +66,7 @@ SANDBOX_FIELDS = (
     "rebuilding_generation",
     "retired_at",
     "replay_rate",
+    "mode",
 )
 
 

@@ -37,7 +37,8 @@ from django.utils import timezone
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lab import live, store
-from lab.models import BALANCE, LARGEST_DEPOSIT, RETRO_GENERATION, Sandbox
+from lab.copying import copy_state
+from lab.models import BALANCE, LARGEST_DEPOSIT, RETRO_GENERATION, STATE_ONLY, Sandbox
 from lab.projections import checkpoint, project, sandbox_row
 from lab.rebuild import REBUILD_BATCH, pace, rebuild_step
 from lab.store.values import py_uuid
@@ -94,6 +95,9 @@ def step(
     if row["projector_paused"]:
         return result
     lag = dt.timedelta(milliseconds=row["lag_ms"])
+    if row["mode"] == STATE_ONLY:  # no log to follow: copy the write model's row once its change is due
+        _step_copy(result, lag, now)
+        return result
     _step_live(result, row, lag, now, batch, hold_s)
     if row["rebuilding_generation"] is not None:
         _step_rebuild(result, row, rebuild_batch)
@@ -113,6 +117,15 @@ def _step_live(
         result.pushes.append(("projected", {"read_version": out.version, "position": out.position}))
     if out.poison is not None:
         result.pushes.append(("stalled", {"position": out.poison[0], "error": out.poison[1]}))
+
+
+def _step_copy(result: StepResult, lag: dt.timedelta, now: dt.datetime) -> None:
+    out = copy_state(result.sandbox_id, lag=lag, now=now)
+    result.applied += out.applied
+    result.more |= out.more
+    result.next_due = _earliest(result.next_due, out.next_due)
+    if out.applied:
+        result.pushes.append(("projected", {"read_version": out.version, "position": 0}))
 
 
 def _step_rebuild(result: StepResult, row: dict[str, Any], rebuild_batch: int) -> None:

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db.models import Subquery
 from django.utils import timezone
 
-from lab import facts, live, rebuild, store, timeline
+from lab import live, modes, rebuild, store, timeline
 from lab.models import (
     BALANCE,
     RETRO_GENERATION,
@@ -86,11 +86,22 @@ def lab_state(sandbox: Sandbox, *, sandbox_is_fresh: bool = False) -> LabState:
         event_limit=settings.LAB_MAX_EVENTS_PER_SANDBOX,
         stamp=stamp,
         server_now=timezone.now(),
+        mode=sandbox.mode,
+        unavailable=modes.unavailable(sandbox),
+        copy_due_at=_copy_due_at(sandbox),
     )
 
 
+def _copy_due_at(sandbox: Sandbox) -> dt.datetime | None:
+    """State-only mode: when the projector copies the pending change to the read model (None: nothing pending)."""
+    pending = sandbox.state_pending_since if modes.is_state_only(sandbox) else None
+    return pending + dt.timedelta(milliseconds=sandbox.lag_ms) if pending is not None else None
+
+
 def write_version(sandbox: Sandbox) -> int:
-    """The write model's version: the stream's head."""
+    """The write model's version: the stream's head (in state-only mode, the row's version, read afresh)."""
+    if modes.is_state_only(sandbox):
+        return int(Sandbox.objects.filter(pk=sandbox.pk).values_list("state_version", flat=True).get())
     return store.head_version(sandbox)
 
 
@@ -171,12 +182,8 @@ def _answer(sandbox: Sandbox, waited_ms: int = 0) -> QueryAnswer:
 
 
 def query(sandbox: Sandbox) -> QueryAnswer:
-    """The read model's answer, with both versions so the staleness is explicit. A stale one is noted for the
-    missions (lab.facts), with the lag it was read under."""
-    answer = _answer(sandbox)
-    if answer.stale:
-        facts.note(sandbox.pk, facts.STALE_READ, value=sandbox.lag_ms, keep=facts.KEEP_MAX)
-    return answer
+    """The read model's answer, with both versions so the staleness is explicit."""
+    return _answer(sandbox)
 
 
 async def aquery(sandbox: Sandbox, wait_for_version: int | None, timeout_s: float = 5.0) -> QueryAnswer:
@@ -201,13 +208,10 @@ async def aquery(sandbox: Sandbox, wait_for_version: int | None, timeout_s: floa
     if layer is not None:
         channel = await layer.new_channel()
         await layer.group_add(group, channel)
-    pushed = False  # whether it had to wait for the projector: then a fresh answer is noted for the missions
     try:
         while True:
             answer = await sync_to_async(_answer)(sandbox, waited())
             if answer.read_version >= wait_for_version:
-                if pushed:
-                    await sync_to_async(facts.note)(sandbox.pk, facts.FRESH_AFTER_WAIT, value=answer.waited_ms)
                 return answer
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -221,7 +225,6 @@ async def aquery(sandbox: Sandbox, wait_for_version: int | None, timeout_s: floa
                     rebuilding=answer.rebuilding,
                 )
             await _wait_for_push(layer, channel, wait_for_version, remaining)
-            pushed = True
     finally:
         if layer is not None and channel is not None:
             await layer.group_discard(group, channel)

@@ -77,16 +77,16 @@ def current_sandbox(session: Any, user: Any | None) -> Sandbox | None:
     return _current_for_session(session)
 
 
-def reset_sandbox(request: HttpRequest) -> Sandbox:
+def reset_sandbox(request: HttpRequest, *, mode: str | None = None) -> Sandbox:
     """Retire the current sandbox and start an empty one; the retired one can come back (`undo_reset`) for
     UNDO_WINDOW_S seconds. Never refuses: at the cap, the oldest retired sandboxes of this session (or account)
-    are purged to make room."""
+    are purged to make room. `mode`: the fresh sandbox's mode (lab.modes); the default mode when None."""
     current = sandbox_for_request(request)
     user = current.user if current.user_id else None
     recycle(request.session, user, keep=current.pk)
     with transaction.atomic():
         Sandbox.objects.filter(pk=current.pk, retired_at__isnull=True).update(retired_at=timezone.now())
-        fresh = _create(request, user)
+        fresh = _create(request, user, mode=mode)
     until_ms = _now_ms() + UNDO_WINDOW_S * 1000
     request.session[SESSION_UNDO] = {"previous": str(current.pk), "fresh": str(fresh.pk), "until_ms": until_ms}
     return fresh
@@ -252,11 +252,12 @@ def _current_for_session(session: Any) -> Sandbox | None:
     return None
 
 
-def _create(request: HttpRequest, user: Any) -> Sandbox:
+def _create(request: HttpRequest, user: Any, mode: str | None = None) -> Sandbox:
     session = request.session
     if not session.session_key:
         session.save()  # a key now, so the sandbox can name the session that made it
-    sandbox = Sandbox.objects.create(session_key=session.session_key or "", user=user)
+    fields = {"mode": mode} if mode is not None else {}
+    sandbox = Sandbox.objects.create(session_key=session.session_key or "", user=user, **fields)
     session[SESSION_SANDBOX] = str(sandbox.pk)
     return sandbox
 

@@ -14,8 +14,9 @@ from typing import Any
 
 from django.utils import timezone
 
-from lab import store
+from lab import modes, store
 from lab.engine import decider
+from lab.engine.messages import AccountState
 from lab.engine.replay import Loaded
 from lab.engine.snapshots import fingerprint, state_from_dict, state_to_dict
 from lab.engine.upcasting import UnreadableEvent, upcast
@@ -26,7 +27,10 @@ log = logging.getLogger(__name__)
 
 
 def write_side(sandbox: Sandbox) -> WriteSide:
-    """The write model as a command would load it now, and how it was loaded."""
+    """The write model as a command would load it now, and how it was loaded. In state-only mode: the row."""
+    if modes.is_state_only(sandbox):  # read afresh: lab_state reads the read side first, and this after it
+        balance, version = Sandbox.objects.filter(pk=sandbox.pk).values_list("state_balance", "state_version").get()
+        return WriteSide(balance, version, LoadReportView(None, 0, 0))
     try:
         loaded = store.load_state(sandbox)
     except UnreadableEvent:
@@ -83,7 +87,9 @@ def event_view(stored: Any, target_schema: int | None = None) -> EventView:
 
 
 def event_page(sandbox: Sandbox, page: int = 1, event_type: str | None = None, per_page: int = 20) -> EventPage:
-    """A page of the sandbox's log, newest first, optionally one event type only. Out-of-range pages clamp."""
+    """A page of the sandbox's log, newest first, optionally one event type only. Out-of-range pages clamp.
+    In state-only mode the page is empty (nothing is appended): every update of the panel renders the log, so
+    it does not raise; the log endpoint refuses with lab.modes.UNAVAILABLE["log"]."""
     rows, page, pages, total = store.event_page(sandbox, page, per_page, event_type)
     return EventPage(
         events=[event_view(r) for r in rows], page=page, pages=pages, total=total, event_type=event_type or None
@@ -91,6 +97,7 @@ def event_page(sandbox: Sandbox, page: int = 1, event_type: str | None = None, p
 
 
 def all_events(sandbox: Sandbox) -> list[EventView]:
+    modes.require_event_sourced(sandbox, "log")
     return [event_view(r) for r in store.read_stream(sandbox)]
 
 
@@ -117,7 +124,11 @@ def snapshot_view(snap: Snapshot, current_fingerprint: str) -> SnapshotView:
 
 
 def state_at(sandbox: Sandbox, version: int) -> TimeTravelView:
-    """The state after event `version` (clamped to 0..head), from the nearest valid snapshot at or below it."""
+    """The state after event `version` (clamped to 0..head), from the nearest valid snapshot at or below it.
+    In state-only mode only the present exists (the row; v=0 before any command): any other version raises
+    lab.modes.ModeUnavailable, because each command overwrote the state before it."""
+    if modes.is_state_only(sandbox):
+        return _present(sandbox, version)
     head = store.head_version(sandbox)
     target = max(0, min(int(version), head))
     try:
@@ -133,10 +144,20 @@ def state_at(sandbox: Sandbox, version: int) -> TimeTravelView:
     )
 
 
+def _present(sandbox: Sandbox, version: int) -> TimeTravelView:
+    """State-only mode's one state, asked for as v=0 (the empty account) or as its current version."""
+    balance, current = Sandbox.objects.filter(pk=sandbox.pk).values_list("state_balance", "state_version").get()
+    if version not in (0, current):
+        modes.require_event_sourced(sandbox, "time_travel")
+    state = AccountState(balance=balance, version=current) if version else decider.initial_state()
+    return TimeTravelView(state.version, state.balance, state_to_dict(state), None, 0)
+
+
 def state_at_time(sandbox: Sandbox, when: dt.datetime) -> TimeTravelView:
     """The state as it was at `when`: after the last event recorded at or before it (v=0 before the first event;
     the latest state when `when` is still to come). The view says the moment asked for, shown in the site's time
-    zone, and when the event it resolved to was recorded."""
+    zone, and when the event it resolved to was recorded. Raises lab.modes.ModeUnavailable in state-only mode."""
+    modes.require_event_sourced(sandbox, "time_travel")
     version, recorded_at = store.event_at_time(sandbox, when)
     view = state_at(sandbox, version)
     local = timezone.localtime
@@ -154,7 +175,11 @@ def time_travel(sandbox: Sandbox, version: int, at: dt.datetime | None = None) -
 
 
 def replay_frame(sandbox: Sandbox, version: int) -> ReplayFrame:
-    """One step of a replay: the event at `version` (none at 0) and the state right after it."""
+    """One step of a replay: the event at `version` (none at 0) and the state right after it. Raises
+    lab.modes.ModeUnavailable in state-only mode for any step but 0 (what the panel renders by default): there
+    is no log to replay."""
+    if version:
+        modes.require_event_sourced(sandbox, "replay")
     head = store.head_version(sandbox)
     target = max(0, min(int(version), head))
     rows = store.read_stream(sandbox, target - 1, target) if target > 0 else []

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from lab import scenario_views, views
+from lab import exchange_views, views
 
 app_name = "lab"
 
@@ -20,10 +20,12 @@ urlpatterns = [
     path("lab/retro/", views.retro_model, name="retro"),
     path("lab/reset/", views.reset, name="reset"),
     path("lab/reset/undo/", views.reset_undo, name="reset-undo"),
-    path("lab/log/", views.event_log, name="log"),
-    path("lab/time-travel/", views.time_travel, name="time-travel"),
-    path("lab/replay/", views.replay, name="replay"),
+    path("lab/log/", exchange_views.event_log, name="log"),
+    path("lab/time-travel/", exchange_views.time_travel, name="time-travel"),
+    path("lab/replay/", exchange_views.replay, name="replay"),
     path("lab/state/", views.state, name="state"),
-    path("lab/scenario/", scenario_views.scenario, name="scenario"),
+    path("lab/export/", exchange_views.export, name="export"),
+    path("lab/import/", exchange_views.import_log, name="import"),
+    path("lab/mode/", exchange_views.switch_mode, name="mode"),
     path("lab/predict/", views.predict, name="predict"),
 ]

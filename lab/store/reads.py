@@ -8,10 +8,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 import uuid
-from typing import Any, NamedTuple
+from typing import Any
 
 from django.db import connection
-from django.db.models import Count, Max, Q
 
 from lab.models import BALANCE, LARGEST_DEPOSIT, RETRO_GENERATION, Checkpoint, Sandbox, StoredEvent
 from lab.store.values import db_uuid, py_uuid
@@ -69,27 +68,6 @@ def positions_of_type(sandbox: Sandbox, event_type: str) -> list[int]:
     return [int(p) for p in rows.values_list("position", flat=True)]
 
 
-class EventTally(NamedTuple):
-    """What a sandbox's log holds, in one aggregate: the missions' checks read it."""
-
-    head: int  # the stream's version (0: no event)
-    deposits: int
-    v1_deposits: int  # deposits stored in schema 1 (an old event once v2 has shipped)
-    last_recorded_at: dt.datetime | None
-
-
-def event_tally(sandbox_id: Any) -> EventTally:
-    """The head, the deposits (all, and those in schema 1) and when the newest event was recorded: one query."""
-    deposit = Q(event_type="Deposited")
-    row = StoredEvent.objects.filter(sandbox_id=sandbox_id).aggregate(
-        head=Max("version"),
-        deposits=Count("position", filter=deposit),
-        v1_deposits=Count("position", filter=deposit & Q(schema_version=1)),
-        last=Max("recorded_at"),
-    )
-    return EventTally(int(row["head"] or 0), int(row["deposits"]), int(row["v1_deposits"]), row["last"])
-
-
 def events_after(sandbox_id: Any, position: int, limit: int) -> list[tuple[int, int, str, dt.datetime]]:
     """(position, version, type, recorded_at) of the sandbox's events after `position`, oldest first."""
     rows = (
@@ -113,12 +91,14 @@ def events_for_projection(sandbox_id: uuid.UUID, after: int, limit: int) -> list
 
 
 def pending_sandboxes() -> list[uuid.UUID]:
-    """Sandboxes that may have work: events past the live checkpoint, a rebuild, a retro model, a crash to end."""
+    """Sandboxes that may have work: events past the live checkpoint, a rebuild, a retro model, a crash to end,
+    a state-only change to copy (lab.copying)."""
     sql = f"""
         SELECT s.id FROM {SANDBOXES} s
         WHERE s.retired_at IS NULL AND (
             s.rebuilding_generation IS NOT NULL
             OR s.projector_crashed_until IS NOT NULL
+            OR s.state_pending_since IS NOT NULL
             OR (s.projector_paused = %s AND EXISTS (
                 SELECT 1 FROM {EVENTS} e WHERE e.sandbox_id = s.id AND e.position > COALESCE((
                     SELECT c.position FROM {CHECKPOINTS} c
