@@ -7,3 +7,4 @@ class LabConfig(AppConfig):
 
     def ready(self) -> None:
         from lab import signals  # noqa: F401  (connects the receivers; Django's documented place for it)
+        from lab.scenarios import checks  # noqa: F401  (registers the scenario files' check)

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from lab import live, modes, rebuild, store
+from lab import facts, live, modes, rebuild, store
 from lab.engine import decider
 from lab.engine.messages import InterestPaid
 from lab.engine.snapshots import is_due
@@ -104,6 +104,7 @@ def crash_projector(sandbox: Sandbox, downtime_s: float = 3.0) -> dt.datetime:
     """A teaching fault: the sandbox's projector acts dead for `downtime_s`, then restarts from its checkpoint."""
     until = timezone.now() + dt.timedelta(seconds=check_crash_downtime(downtime_s))
     Sandbox.objects.filter(pk=sandbox.pk).update(projector_crashed_until=until)
+    facts.note(sandbox.pk, facts.CRASH, keep=facts.KEEP_LAST)  # the projector clears crashed_until on restart
     live.after_commit(sandbox.pk, "settings")
     return until
 

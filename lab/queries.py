@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db.models import Subquery
 from django.utils import timezone
 
-from lab import live, modes, rebuild, store, timeline
+from lab import facts, live, modes, rebuild, store, timeline
 from lab.models import (
     BALANCE,
     RETRO_GENERATION,
@@ -182,8 +182,12 @@ def _answer(sandbox: Sandbox, waited_ms: int = 0) -> QueryAnswer:
 
 
 def query(sandbox: Sandbox) -> QueryAnswer:
-    """The read model's answer, with both versions so the staleness is explicit."""
-    return _answer(sandbox)
+    """The read model's answer, with both versions so the staleness is explicit. A stale one is noted for the
+    missions (lab.facts), with the lag it was read under."""
+    answer = _answer(sandbox)
+    if answer.stale:
+        facts.note(sandbox.pk, facts.STALE_READ, value=sandbox.lag_ms, keep=facts.KEEP_MAX)
+    return answer
 
 
 async def aquery(sandbox: Sandbox, wait_for_version: int | None, timeout_s: float = 5.0) -> QueryAnswer:
@@ -208,10 +212,13 @@ async def aquery(sandbox: Sandbox, wait_for_version: int | None, timeout_s: floa
     if layer is not None:
         channel = await layer.new_channel()
         await layer.group_add(group, channel)
+    pushed = False  # whether it had to wait for the projector: then a fresh answer is noted for the missions
     try:
         while True:
             answer = await sync_to_async(_answer)(sandbox, waited())
             if answer.read_version >= wait_for_version:
+                if pushed:
+                    await sync_to_async(facts.note)(sandbox.pk, facts.FRESH_AFTER_WAIT, value=answer.waited_ms)
                 return answer
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -225,6 +232,7 @@ async def aquery(sandbox: Sandbox, wait_for_version: int | None, timeout_s: floa
                     rebuilding=answer.rebuilding,
                 )
             await _wait_for_push(layer, channel, wait_for_version, remaining)
+            pushed = True
     finally:
         if layer is not None and channel is not None:
             await layer.group_discard(group, channel)

@@ -11,7 +11,18 @@ from django.contrib.auth.signals import user_logged_in
 from django.dispatch import receiver
 from django.http import HttpRequest
 
-from lab.sandboxes import adopt_session_sandbox
+from lab.missions import carry_to_account
+from lab.sandboxes import adopt_session_sandbox, current_sandbox
+
+
+@receiver(user_logged_in, dispatch_uid="lab.missions_follow_account")
+def missions_follow_account(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
+    # Connected before the sandbox moves (receivers run in the order they connect): the visitor's sandbox still
+    # names the browser session whose missions met become the account's.
+    if request is not None and hasattr(request, "session"):
+        visitor = current_sandbox(request.session, None)
+        if visitor is not None:
+            carry_to_account(visitor.session_key, user)
 
 
 @receiver(user_logged_in, dispatch_uid="lab.sandbox_follows_account")

@@ -332,3 +332,43 @@ class ReplayFrame:
 
     def __iter__(self) -> Iterator[Any]:  # unpacks as (state, event)
         return iter((self.state, self.event))
+
+
+@dataclass(frozen=True)
+class MissionView:
+    """One mission as the page lists it (lab.missions): `done` once its check held (or was met before)."""
+
+    id: str
+    number: int  # 1-based, in order
+    title: str
+    goal: str
+    hint: str
+    done: bool
+    tools: tuple[str, ...]  # the tools it reveals (lab.tools ids)
+
+
+@dataclass(frozen=True)
+class MissionProgress:
+    """The missions in order, how many are met, the one to do next, and which tools the page shows."""
+
+    missions: tuple[MissionView, ...]
+    current: MissionView | None  # the first mission not met yet (None: all done)
+    focus: int  # the mission a shared link pointed at (0: none)
+    revealed_tools: frozenset[str]  # the core loop, every tool up to the current (or focused) mission, a scenario's
+    scenario: str = ""  # the id of the scenario loaded into this sandbox ("" none): what "Copy link" shares
+
+    @property
+    def done_count(self) -> int:
+        return sum(1 for m in self.missions if m.done)
+
+    @property
+    def total(self) -> int:
+        return len(self.missions)
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.done_count / self.total) if self.total else 100
+
+    @property
+    def all_done(self) -> bool:
+        return self.done_count == self.total

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from lab import exchange_views, views
+from lab import exchange_views, scenario_views, views
 
 app_name = "lab"
 
@@ -27,5 +27,6 @@ urlpatterns = [
     path("lab/export/", exchange_views.export, name="export"),
     path("lab/import/", exchange_views.import_log, name="import"),
     path("lab/mode/", exchange_views.switch_mode, name="mode"),
+    path("lab/scenario/", scenario_views.scenario, name="scenario"),
     path("lab/predict/", views.predict, name="predict"),
 ]

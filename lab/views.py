@@ -22,7 +22,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from lab import commands, controls, forms, modes, predictions, queries, sandboxes, timeline
+from lab import commands, controls, facts, forms, modes, predictions, queries, sandboxes, timeline
 from lab.live import publish
 from lab.models import Sandbox
 from lab.panel import (
@@ -375,14 +375,18 @@ def event_log(request: HtmxHttpRequest) -> HttpResponse:
 def time_travel(request: HtmxHttpRequest) -> HttpResponse:
     """The state at version `tt`, or at the moment `at` when it is given (lab.forms.parse_moment reads it)."""
     if not request.GET.get("at"):
-        return _bad_get(request, forms.VersionForm({"version": request.GET.get("tt")})) or _read(
-            request, "lab-time-travel-state"
-        )
+        by_version = forms.VersionForm({"version": request.GET.get("tt")})
+        if (bad := _bad_get(request, by_version)) is not None:
+            return bad
+        sandbox = sandboxes.sandbox_for_request(request)
+        facts.note_time_travel(sandbox, by_version.cleaned_data["version"])  # for the missions
+        return _read(request, "lab-time-travel-state", sandbox)
     form = forms.TimeTravelAtForm({"at": request.GET["at"]})
     if (bad := _bad_get(request, form)) is not None:
         return bad
     sandbox = sandboxes.sandbox_for_request(request)
     view = timeline.state_at_time(sandbox, form.cleaned_data["at"])
+    facts.note_time_travel(sandbox, view.version)
     return _read(request, "lab-time-travel-state", sandbox, time_travel=view, tt_version=view.version)
 
 

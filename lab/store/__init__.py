@@ -26,8 +26,10 @@ from lab.store.events import (
 )
 from lab.store.purge import delete_all_events, purge_sandbox
 from lab.store.reads import (
+    EventTally,
     event_at_time,
     event_page,
+    event_tally,
     events_after,
     events_for_projection,
     newest_versions,
@@ -41,6 +43,7 @@ from lab.store.snapshots import load_state, save_snapshot, snapshot_at, snapshot
 __all__ = [
     "DjangoEventStore",
     "DuplicateEventId",
+    "EventTally",
     "append",
     "command_outcome",
     "delete_all_events",
@@ -48,6 +51,7 @@ __all__ = [
     "event_at_time",
     "event_page",
     "event_store",
+    "event_tally",
     "events_after",
     "events_for_projection",
     "head_version",

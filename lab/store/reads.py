@@ -8,9 +8,10 @@ from __future__ import annotations
 import datetime as dt
 import math
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import connection
+from django.db.models import Count, Max, Q
 
 from lab.models import BALANCE, LARGEST_DEPOSIT, RETRO_GENERATION, Checkpoint, Sandbox, StoredEvent
 from lab.store.values import db_uuid, py_uuid
@@ -66,6 +67,27 @@ def positions_of_type(sandbox: Sandbox, event_type: str) -> list[int]:
     """Positions of the sandbox's events of one type, oldest first."""
     rows = StoredEvent.objects.filter(sandbox_id=sandbox.pk, event_type=event_type).order_by("position")
     return [int(p) for p in rows.values_list("position", flat=True)]
+
+
+class EventTally(NamedTuple):
+    """What a sandbox's log holds, in one aggregate: the missions' checks read it."""
+
+    head: int  # the stream's version (0: no event)
+    deposits: int
+    v1_deposits: int  # deposits stored in schema 1 (an old event once v2 has shipped)
+    last_recorded_at: dt.datetime | None
+
+
+def event_tally(sandbox_id: Any) -> EventTally:
+    """The head, the deposits (all, and those in schema 1) and when the newest event was recorded: one query."""
+    deposit = Q(event_type="Deposited")
+    row = StoredEvent.objects.filter(sandbox_id=sandbox_id).aggregate(
+        head=Max("version"),
+        deposits=Count("position", filter=deposit),
+        v1_deposits=Count("position", filter=deposit & Q(schema_version=1)),
+        last=Max("recorded_at"),
+    )
+    return EventTally(int(row["head"] or 0), int(row["deposits"]), int(row["v1_deposits"]), row["last"])
 
 
 def events_after(sandbox_id: Any, position: int, limit: int) -> list[tuple[int, int, str, dt.datetime]]:

@@ -167,8 +167,10 @@
 
   // The event a rebuild or the retro model's catch-up is folding right now is highlighted in the log.
   function markFold() {
-    var source = $("lab-rebuild"), retro = $("lab-retro");
-    var version = (source && source.dataset.foldVersion) || (retro && retro.dataset.foldVersion) || "";
+    var source = $("lab-rebuild"), retro = $("lab-retro"), replay = $("lab-replay");
+    var replayOpen = replay && replay.closest("details") && replay.closest("details").open;
+    var version = (source && source.dataset.foldVersion) || (retro && retro.dataset.foldVersion) ||
+      (replayOpen && replay.dataset.version !== "0" ? replay.dataset.version : "") || "";
     var rows = document.querySelectorAll("#lab-event-log [data-testid=event-row]");
     var v = versions();
     for (var i = 0; i < rows.length; i++) {
@@ -206,6 +208,10 @@
   }
 
   document.addEventListener("htmx:afterSettle", afterVersions);
+  // Opening or closing the replay tool turns its highlight in the log on or off (toggle does not bubble).
+  document.addEventListener("toggle", function (evt) {
+    if (evt.target && evt.target.id === "lab-replay-section") markFold();
+  }, true);
   document.addEventListener("htmx:wsAfterMessage", afterVersions);
   document.addEventListener("htmx:oobAfterSwap", function (evt) {
     if (evt.detail.target && evt.detail.target.id === "lab-versions") afterVersions();

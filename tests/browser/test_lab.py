@@ -334,6 +334,12 @@ def test_without_javascript_a_deposit_still_works(browser, live_url):
     page.get_by_role("button", name="Set lag").click()
     page.get_by_test_id("query").click()
     expect(page.get_by_test_id("query-result")).to_contain_text("from read model")
+    # The tools are plain <details> and forms: time travel by time works too, and its tool stays open.
+    page.locator("#lab-time-travel summary").click()
+    page.get_by_test_id("time-travel-at").fill("23:59:59")
+    page.locator("#lab-time-travel").get_by_role("button", name="Show").last.click()
+    expect(page.get_by_test_id("time-travel-state")).to_contain_text("v=1")
+    expect(page.get_by_test_id("time-travel-state")).to_contain_text("$42.00")
     context.close()
 
 

@@ -1,0 +1,242 @@
+"""Missions: short goals in order, each checked against the sandbox's real state, not against clicks.
+
+A check reads what the store and the read models hold (events, versions, generations, the retroactive model, the
+deposit schema, skipped dead letters) and the few facts no table keeps (lab.facts: a stale answer, a wait that came
+back fresh, a crash, a time travel). A mission is done as soon as its check holds, and stays done: it is kept per
+account, or for a visitor per browser session (MissionDone), because a reset or a scenario starts a new sandbox.
+
+`mission_progress` costs three queries (the sandbox row with its checkpoints, one aggregate of its events, its facts
+together with the missions already met), plus one insert the first time a mission is met, so a push can afford it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.utils import timezone
+
+from lab import facts, store
+from lab.models import BALANCE, LARGEST_DEPOSIT, RETRO_GENERATION, Checkpoint, DeadLetter, MissionDone, Sandbox
+from lab.scenarios import catalog
+from lab.store import EventTally
+from lab.tools import CORE_TOOLS
+from lab.types import MissionProgress, MissionView
+
+STALE_LAG_MS = 5000  # mission 2 asks for a lag of 5 s or more
+TRAVEL_VERSION = 3  # mission 7: the balance at v=3
+DONE_MARK = "mission-done"  # marks a MissionDone row in the one query that reads facts and missions met
+
+
+@dataclass(frozen=True)
+class Situation:
+    """What the checks read, gathered in three queries."""
+
+    tally: EventTally
+    read_version: int
+    retro_version: int
+    lag_ms: int
+    schema: int
+    retro_enabled: bool
+    live_generation: int
+    rebuilding: bool
+    crashed_until: dt.datetime | None
+    skipped_letter: bool
+    facts: dict[str, facts.Fact]
+    now: dt.datetime
+    user_id: Any = None  # whose sandbox it is: the account, else the visitor's browser session
+    session_key: str = ""
+
+    @property
+    def caught_up(self) -> bool:
+        return self.tally.head >= 1 and self.read_version == self.tally.head
+
+
+def _crash_recovered(s: Situation) -> bool:
+    """Crashed, a command landed after the crash began, the projector is back, and it applied everything."""
+    crash = s.facts.get(facts.CRASH)
+    if crash is None or s.tally.last_recorded_at is None or s.tally.last_recorded_at < crash.at:
+        return False
+    return (s.crashed_until is None or s.crashed_until <= s.now) and s.caught_up
+
+
+def _stale_read(s: Situation) -> bool:
+    fact = s.facts.get(facts.STALE_READ)
+    return fact is not None and fact.value >= STALE_LAG_MS
+
+
+@dataclass(frozen=True)
+class Mission:
+    id: str
+    title: str
+    goal: str
+    hint: str
+    tools: tuple[str, ...]
+    check: Callable[[Situation], bool]
+
+
+MISSIONS: tuple[Mission, ...] = (
+    Mission("watch-it-trail", "Watch the read model trail",
+            "Deposit any amount and watch the read model catch up with the write model a moment later.",
+            "Type 50 and press Deposit. The write model changes at once; the read model keeps the old balance until "
+            "the projector applies the event, after the lag.",
+            ("command", "event-log", "query"), lambda s: s.tally.deposits >= 1 and s.caught_up),
+    Mission("stale-read", "Get a stale answer",
+            "Set the lag to 5 s or more, deposit, and query before the projector catches up: the answer is stale.",
+            "Drag Lag to 5 s, deposit, and press Query balance at once. The answer says which version it read, "
+            "and that the write model is ahead.",
+            ("lag",), _stale_read),
+    Mission("read-your-writes", "Read your own write",
+            "Deposit, tick Read your writes and query: the query waits for the projector and answers fresh.",
+            "Keep the lag at 5 s, deposit, tick Read your writes, then query. It waits (up to 5 s) until the read "
+            "model has your command's version.",
+            ("read-your-writes",), lambda s: facts.FRESH_AFTER_WAIT in s.facts),
+    Mission("crash", "Crash the projector, lose nothing",
+            "Crash the projector, deposit while it is down, and watch the read model catch up after the restart.",
+            "Press Crash the projector, then Deposit: commands still succeed. The projector restarts from its "
+            "checkpoint and applies what it missed, each event exactly once.",
+            ("projector",), _crash_recovered),
+    Mission("rebuild", "Rebuild the read model from the log",
+            "Rebuild the read model: a new one replays every event from the log and takes over once caught up.",
+            "Open Rebuild and press Rebuild read model; a slow pace shows each event being folded. The old model "
+            "answers queries until the swap.",
+            ("rebuild", "snapshots"),
+            lambda s: s.tally.head >= 1 and s.live_generation > 1 and not s.rebuilding),
+    Mission("retro-model", "Add a read model after the fact",
+            "Add the “largest deposit” read model and let it catch up over the deposits already in the log.",
+            "Open Largest deposit and press Add. It starts from event #1, although those deposits were made before "
+            "it existed.",
+            ("retro",),
+            lambda s: s.retro_enabled and s.tally.deposits >= 1 and s.retro_version == s.tally.head),
+    Mission("time-travel", "Find the balance at v=3",
+            "Use time travel to show the balance as it was right after the third event.",
+            "Make at least three commands, open Time travel and move the slider to v=3: the state is folded from "
+            "the log (or a snapshot), not read from the read model.",
+            ("time-travel", "replay"), lambda s: f"{facts.TRAVEL_PREFIX}{TRAVEL_VERSION}" in s.facts),
+    Mission("schema-v2", "Ship deposit v2, read an old event",
+            "Ship deposit v2 while the log holds v1 deposits, then read an old deposit in the event log.",
+            "Deposit once, then open Schema and press Ship deposit v2. An old deposit keeps its stored v1 payload "
+            "and is upcast to v2 each time it is read; nothing is rewritten.",
+            ("schema",), lambda s: s.schema == 2 and s.tally.v1_deposits >= 1),
+    Mission("poison", "Get past a poison event",
+            "Append a poison event, watch the projector stall on it, and skip it so the read model flows again.",
+            "Press Append a poison event and wait for “Stalled at event #n”. Retry fails the same way; Skip moves "
+            "it to the dead-letter list and the events after it flow again.",
+            ("poison",), lambda s: s.skipped_letter and s.caught_up),
+)  # fmt: skip
+MISSION_IDS = tuple(m.id for m in MISSIONS)
+
+
+def mission_progress(sandbox: Sandbox) -> MissionProgress:
+    """Each mission with whether it is done (its check holds now, or it was met before by this account or browser
+    session), the one to do next, and the tools the page shows. Records missions met for the first time."""
+    situation, met_before = _situation(sandbox)
+    done = {m.id for m in MISSIONS if m.id in met_before or m.check(situation)}
+    _remember(situation, done - met_before)
+    views = tuple(
+        MissionView(m.id, n, m.title, m.goal, m.hint, m.id in done, m.tools) for n, m in enumerate(MISSIONS, start=1)
+    )
+    current = next((v for v in views if not v.done), None)
+    focus_fact = situation.facts.get(facts.MISSION_FOCUS)
+    focus = focus_fact.value if focus_fact is not None and 1 <= focus_fact.value <= len(MISSIONS) else 0
+    reach = max(current.number if current else len(views), focus)
+    revealed = set(CORE_TOOLS).union(*(v.tools for v in views[:reach]))
+    scenario_fact = situation.facts.get(facts.SCENARIO)
+    scenario = catalog.get(scenario_fact.detail) if scenario_fact is not None else None
+    if scenario is not None:
+        revealed |= scenario.tools
+    return MissionProgress(views, current, focus, frozenset(revealed), scenario.id if scenario is not None else "")
+
+
+SITUATION_FIELDS = (
+    "lag_ms", "deposit_schema_version", "retro_model_enabled", "live_generation", "rebuilding_generation",
+    "projector_crashed_until", "read_version", "retro_version", "skipped_letter", "user_id", "session_key",
+)  # fmt: skip
+
+
+def _situation(sandbox: Sandbox) -> tuple[Situation, set[str]]:
+    checkpoint = Checkpoint.objects.filter(sandbox_id=OuterRef("pk")).values("version")
+    row = (
+        Sandbox.objects.filter(pk=sandbox.pk)
+        .annotate(
+            read_version=Subquery(checkpoint.filter(projection=BALANCE, generation=OuterRef("live_generation"))[:1]),
+            retro_version=Subquery(checkpoint.filter(projection=LARGEST_DEPOSIT, generation=RETRO_GENERATION)[:1]),
+            skipped_letter=Exists(DeadLetter.objects.filter(sandbox_id=OuterRef("pk"), skipped_at__isnull=False)),
+        )
+        .values(*SITUATION_FIELDS)
+        .get()
+    )
+    known, met = _facts_and_missions_met(sandbox.pk, row["user_id"], row["session_key"])
+    situation = Situation(
+        tally=store.event_tally(sandbox.pk),
+        read_version=int(row["read_version"] or 0),
+        retro_version=int(row["retro_version"] or 0),
+        lag_ms=row["lag_ms"],
+        schema=row["deposit_schema_version"],
+        retro_enabled=row["retro_model_enabled"],
+        live_generation=row["live_generation"],
+        rebuilding=row["rebuilding_generation"] is not None,
+        crashed_until=row["projector_crashed_until"],
+        skipped_letter=bool(row["skipped_letter"]),
+        facts=known,
+        now=timezone.now(),
+        user_id=row["user_id"],
+        session_key=row["session_key"],
+    )
+    return situation, met
+
+
+def _owner(user_id: Any, session_key: str) -> Q | None:
+    """Whose missions met count here: the account's (and those its sandbox's browser session met before signing
+    in), or a visitor's browser session's."""
+    visitor = Q(user__isnull=True, session_key=session_key) if session_key else None
+    if user_id is None:
+        return visitor
+    return Q(user_id=user_id) | visitor if visitor is not None else Q(user_id=user_id)
+
+
+def _facts_and_missions_met(sandbox_id: Any, user_id: Any, session_key: str) -> tuple[dict[str, facts.Fact], set[str]]:
+    """The sandbox's facts and the missions its owner met before, in one query (a UNION)."""
+    rows: QuerySet[Any, Any] = facts.fact_rows(sandbox_id)
+    owner = _owner(user_id, session_key)
+    if owner is not None:
+        met = (
+            MissionDone.objects.filter(owner)
+            .annotate(n=Value(DONE_MARK), v=Value(0, output_field=IntegerField()), d=F("mission"), a=F("done_at"))
+            .values_list("n", "v", "d", "a")
+        )
+        rows = rows.union(met, all=True)
+    known: dict[str, facts.Fact] = {}
+    missions: set[str] = set()
+    for name, value, detail, at in rows:
+        if name == DONE_MARK:
+            missions.add(detail)
+        else:
+            known[name] = facts.Fact(value, detail, at)
+    return known, missions
+
+
+def _remember(situation: Situation, newly: set[str]) -> None:
+    """Keep missions met for the first time for the sandbox's account, else for its browser session."""
+    user_id, session_key = situation.user_id, situation.session_key
+    if not newly or (user_id is None and not session_key):
+        return
+    rows = [
+        MissionDone(user_id=user_id, session_key="" if user_id else session_key, mission=m, done_at=situation.now)
+        for m in sorted(newly)
+    ]
+    MissionDone.objects.bulk_create(rows, ignore_conflicts=True)
+
+
+def carry_to_account(session_key: str, user: Any) -> int:
+    """At sign-in: the missions a visitor met in this browser session become the account's. Returns how many."""
+    if not session_key:
+        return 0
+    visitor = MissionDone.objects.filter(user__isnull=True, session_key=session_key)
+    rows = [MissionDone(user=user, mission=m, done_at=at) for m, at in visitor.values_list("mission", "done_at")]
+    MissionDone.objects.bulk_create(rows, ignore_conflicts=True)
+    visitor.delete()
+    return len(rows)
