@@ -30,6 +30,7 @@ KINDS: dict[str, type[Deposit] | type[Withdraw]] = {"deposit": Deposit, "withdra
 RULE_CONCURRENCY = "concurrency"
 RULE_LIMIT = "limit"
 RULE_UNREADABLE = "unreadable"
+RULE_ID_REUSED = "id_reused"
 
 
 def send_command(
@@ -59,7 +60,7 @@ def send_command(
         # After the rollback: a twin request with the same id may have won; then its outcome is ours too.
         first = store.command_outcome(sandbox, command_id)
         if first is not None:
-            return _replayed(first)
+            return _replayed_or_reused(sandbox, first, kind, parsed)
         now = store.head_version(sandbox)
         return _refused(RULE_CONCURRENCY, f"The account changed meanwhile (now v={now}): retry.", now)
 
@@ -69,7 +70,7 @@ def _send_locked(
 ) -> CommandOutcome:
     first = store.command_outcome(sandbox, command_id)
     if first is not None:
-        return _replayed(first)
+        return _replayed_or_reused(sandbox, first, kind, parsed)
     try:
         loaded = store.load_state(sandbox)
     except UnreadableEvent as exc:
@@ -85,7 +86,7 @@ def _send_locked(
     store.record_load(sandbox, loaded)
     if isinstance(decision, Rejected):
         outcome = _record(sandbox, command_id, kind, accepted=False, message=f"Rejected: {decision.message}",
-                          rule=decision.rule, version=state.version, positions=[])  # fmt: skip
+                          rule=decision.rule, version=state.version, positions=[], amount=parsed)  # fmt: skip
         return _outcome(outcome, [])
     return _append(sandbox, kind, command_id, loaded, decision)
 
@@ -99,7 +100,8 @@ def _append(
     _snapshot_if_due(sandbox, loaded, state, new_state)
     message = f"{_describe(decision[-1])} → v={new_state.version}"
     outcome = _record(sandbox, command_id, kind, accepted=True, message=message, rule=None,
-                      version=new_state.version, positions=[r.position for r in recorded])  # fmt: skip
+                      version=new_state.version, positions=[r.position for r in recorded],
+                      amount=decision[-1].amount)  # fmt: skip
     # Open pages hold this push a moment for the projection when it is due at once (lag 0, projector running),
     # so one push shows both models at the new version instead of two racing the projector for the CPU.
     projects_at_once = sandbox.lag_ms == 0 and not sandbox.projector_paused and sandbox.projector_crashed_until is None
@@ -125,9 +127,11 @@ def _record(
     rule: str | None,
     version: int,
     positions: list[int],
+    amount: Decimal | Rejected,
 ) -> dict[str, Any]:
     """Keep the command's first outcome, so that a re-sent command id returns it and appends nothing."""
-    outcome = {"accepted": accepted, "message": message, "rule": rule, "write_version": version, "positions": positions}
+    outcome = {"accepted": accepted, "message": message, "rule": rule, "write_version": version, "positions": positions,
+               "kind": kind, "amount": _amount_key(amount)}  # fmt: skip
     store.record_command(sandbox, command_id, kind, accepted, outcome)
     return outcome
 
@@ -154,6 +158,23 @@ def _outcome(data: dict[str, Any], events: list[EventView], replayed: bool = Fal
         last_position=positions[-1] if positions else None,
         replayed=replayed,
     )
+
+
+def _amount_key(amount: Decimal | Rejected) -> str | None:
+    """The amount as a record compares it: 50, 50.0 and 50.00 are one amount; an unreadable one is None."""
+    return None if isinstance(amount, Rejected) else format(amount.normalize(), "f")
+
+
+def _replayed_or_reused(
+    sandbox: Sandbox, first: dict[str, Any], kind: str, amount: Decimal | Rejected
+) -> CommandOutcome:
+    """The same id again: the first outcome if it is the same command; a refusal (409) if the id now carries a
+    different one, which a retry never does (records from before kind and amount were kept compare nothing)."""
+    if first.get("kind", kind) != kind or first.get("amount", _amount_key(amount)) != _amount_key(amount):
+        was = f"{first['kind']} ${Decimal(first['amount']):,.2f}" if first.get("amount") else first.get("kind")
+        return _refused(RULE_ID_REUSED, f"Refused: this command id was already used for another command ({was}); "
+                        "a new command needs a new id.", store.head_version(sandbox))  # fmt: skip
+    return _replayed(first)
 
 
 def _replayed(data: dict[str, Any]) -> CommandOutcome:

@@ -13,6 +13,7 @@ from django.utils import timezone
 from lab.engine.decider import parse_amount
 from lab.engine.messages import Rejected
 from lab.limits import (
+    COMMAND_ID,
     COMMAND_ID_MAX,
     DEPOSIT_SCHEMAS,
     LAG_MESSAGE,
@@ -48,7 +49,20 @@ class AmountField(forms.CharField):
         return parsed
 
 
-class CommandForm(forms.Form):
+class OneValueEach(forms.Form):
+    """A field sent twice (`kind=deposit&kind=withdraw`) is refused: Django would silently take the last value,
+    and which one the learner meant is anybody's guess."""
+
+    def clean(self) -> dict[str, Any]:
+        getlist = getattr(self.data, "getlist", None)
+        repeated = [name for name in self.fields if getlist is not None and len(getlist(name)) > 1]
+        if repeated:
+            raise forms.ValidationError(f"Send each field once: {', '.join(repeated)} came more than once.")
+        super().clean()
+        return self.cleaned_data
+
+
+class CommandForm(OneValueEach):
     kind = forms.ChoiceField(choices=[("deposit", "Deposit"), ("withdraw", "Withdraw")])
     amount = AmountField(error_messages={"required": "Enter an amount, for example 50."})
     command_id = forms.CharField(max_length=COMMAND_ID_MAX, required=False)
@@ -56,13 +70,13 @@ class CommandForm(forms.Form):
 
     def clean_command_id(self) -> str | None:
         value = self.cleaned_data.get("command_id") or ""
-        # Printable ids only: they are stored and shown back in the event log.
-        if value and not all(c.isalnum() or c in "-_" for c in value):
+        # The service layer's rule (ASCII letters, digits, - and _): ids are stored and shown back in the event log.
+        if value and not COMMAND_ID.fullmatch(value):
             raise forms.ValidationError("Invalid command id.")
         return value or None
 
 
-class LagForm(forms.Form):
+class LagForm(OneValueEach):
     lag = forms.CharField(max_length=LAG_TEXT_MAX, error_messages={"required": LAG_MESSAGE, "max_length": LAG_MESSAGE})
 
     def clean_lag(self) -> str:
@@ -75,7 +89,7 @@ class LagForm(forms.Form):
         return text
 
 
-class SnapshotIntervalForm(forms.Form):
+class SnapshotIntervalForm(OneValueEach):
     interval = forms.IntegerField(
         min_value=0,
         max_value=SNAPSHOT_INTERVAL_MAX,
@@ -88,7 +102,7 @@ class SnapshotIntervalForm(forms.Form):
     )
 
 
-class ReplayRateForm(forms.Form):
+class ReplayRateForm(OneValueEach):
     """The pace of a rebuild and of the retroactive model's catch-up: events a second, 0 = as fast as possible.
     The panel offers lab.limits.REPLAY_RATE_PRESETS; any whole number from 0 to REPLAY_RATE_MAX is accepted."""
 
@@ -104,11 +118,11 @@ class ReplayRateForm(forms.Form):
     )
 
 
-class SchemaForm(forms.Form):
+class SchemaForm(OneValueEach):
     version = forms.TypedChoiceField(choices=[(str(v), str(v)) for v in DEPOSIT_SCHEMAS], coerce=int)
 
 
-class ProjectorForm(forms.Form):
+class ProjectorForm(OneValueEach):
     action = forms.ChoiceField(
         choices=[
             ("pause", "Pause"),
@@ -184,6 +198,8 @@ class LogForm(forms.Form):
     type = forms.ChoiceField(
         choices=[("", "All"), ("Deposited", "Deposited"), ("Withdrew", "Withdrew"), ("InterestPaid", "InterestPaid")],
         required=False,
+        # Django's own message quotes the value sent; an answer never echoes its input.
+        error_messages={"invalid_choice": "Filter by Deposited, Withdrew or InterestPaid, or show all events."},
     )
 
 

@@ -8,6 +8,7 @@ the write model itself.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 
 LAG_MAX_MS = 10_000
@@ -76,8 +77,13 @@ def check_crash_downtime(seconds: float) -> float:
     return seconds
 
 
+COMMAND_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{COMMAND_ID_MAX}}}")
+COMMAND_ID_MESSAGE = f"A command id is at most {COMMAND_ID_MAX} printable characters: ASCII letters, digits, - and _."
+
+
 def check_command_id(command_id: str) -> str:
-    # PostgreSQL would refuse a longer id with a DataError (a 500); the form already keeps ids short and printable.
-    if len(command_id) > COMMAND_ID_MAX or not command_id.isprintable():
-        raise ValueError(f"A command id is at most {COMMAND_ID_MAX} printable characters.")
+    # PostgreSQL would refuse a longer id with a DataError (a 500). ASCII only: str.isalnum() and \d also take
+    # Arabic-Indic or full-width digits, and ids that look alike but differ would be two commands.
+    if not COMMAND_ID.fullmatch(command_id):
+        raise ValueError(COMMAND_ID_MESSAGE)
     return command_id

@@ -37,7 +37,7 @@ from lab.panel import (
     render_parts,
 )
 from lab.types import CommandOutcome, count
-from reqflow.http import HtmxHttpRequest, safe_next
+from reqflow.http import HtmxHttpRequest, error_fragment, safe_next
 
 PAGE = "lab/page.html"
 LIVE_HEADER = "X-Lab-Live"  # sent by lab.js on a command while the page's WebSocket is open
@@ -118,8 +118,8 @@ def command(request: HtmxHttpRequest) -> HttpResponse:
         expected_version=data["expected_version"],
     )
     result = _result(outcome)
-    status = {"concurrency": 409, "limit": 422}.get(outcome.rule or "", 200)
-    if status == 409:
+    status = {"concurrency": 409, commands.RULE_ID_REUSED: 409, "limit": 422}.get(outcome.rule or "", 200)
+    if outcome.rule == "concurrency":
         result["message"] = f"The account changed meanwhile (it is now at v={outcome.write_version}); retry."
     if request.htmx and request.headers.get(LIVE_HEADER) == "1" and status == 200 and not outcome.replayed:
         # The page's socket is open and the push after this commit brings every other part; answering with just
@@ -360,8 +360,12 @@ def _read(request: HtmxHttpRequest, main: str, sandbox: Sandbox | None = None, *
 
 
 def _bad_get(request: HtmxHttpRequest, form: django_forms.Form) -> HttpResponse | None:
+    """None when the form is valid, else a 400 with its first message: the forms' messages never quote what was
+    sent. htmx swaps a 400 in as HTML (lab.js), so it gets an escaped partial that keeps the target's id."""
     if form.is_valid():
         return None
+    if request.htmx:
+        return HttpResponse(error_fragment(request, _first_error(form)), status=400)
     return HttpResponse(_first_error(form), status=400, content_type="text/plain; charset=utf-8")
 
 

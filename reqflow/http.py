@@ -1,8 +1,12 @@
-"""Small HTTP helpers every app shares: typed htmx requests, and the one rule for `next` redirects."""
+"""Small HTTP helpers every app shares: typed htmx requests, the one rule for `next` redirects, and the escaped
+HTML an htmx request gets for a 400."""
 
 from __future__ import annotations
 
+import re
+
 from django.http import HttpRequest
+from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django_htmx.middleware import HtmxDetails
 
@@ -26,3 +30,16 @@ def safe_next(request: HttpRequest, default: str) -> str:
     ):
         return candidate
     return default
+
+
+# An element id htmx names in HX-Target that the answer may repeat (a header is input: anything else is dropped).
+TARGET_ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+
+
+def error_fragment(request: HttpRequest, message: str) -> str:
+    """A 400's message as the HTML htmx swaps in (lab.js swaps 400 answers): escaped, in an alert, and with the
+    id of the element it replaces, so that element is still there for the next answer. Reads only headers."""
+    target = request.headers.get("HX-Target", "")
+    if TARGET_ID.fullmatch(target):
+        return format_html('<div id="{}" class="lab-result lab-result--bad" role="alert">{}</div>', target, message)
+    return format_html('<p class="lab-result lab-result--bad" role="alert">{}</p>', message)

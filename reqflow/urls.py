@@ -9,5 +9,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
+handler400 = "concepts.views.bad_request"
 handler404 = "concepts.views.page_not_found"
 handler500 = "concepts.views.server_error"

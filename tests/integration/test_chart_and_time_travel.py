@@ -10,6 +10,7 @@ import pytest
 from django.db import transaction
 from django.test import Client
 from django.utils import timezone
+from django.utils.html import escape
 
 from lab import projector, queries, rebuild, timeline
 from lab.forms import AT_MESSAGE
@@ -241,5 +242,10 @@ def test_a_bad_time_is_a_400_that_says_what_to_type(learner, bad):
     client, _ = learner
     response = travel(client, at=bad)
     assert response.status_code == 400
-    assert response["Content-Type"].startswith("text/plain")
-    assert response.content.decode() == AT_MESSAGE
+    # htmx swaps a 400 in as HTML (lab.js): the message as an escaped alert; without htmx, the message as text.
+    assert response["Content-Type"].startswith("text/html")
+    assert response.content.decode() == f'<p class="lab-result lab-result--bad" role="alert">{escape(AT_MESSAGE)}</p>'
+    plain = client.get("/lab/time-travel/", {"at": bad})
+    assert plain.status_code == 400
+    assert plain["Content-Type"].startswith("text/plain")
+    assert plain.content.decode() == AT_MESSAGE
