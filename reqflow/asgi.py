@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, WebSockets through the origin check, session auth and the lab routes.
+"""ASGI entry point: HTTP through the body cap and Django, WebSockets through the origin check (scheme, host and
+port), session auth and the lab routes.
 
 daphne implements no ASGI lifespan, so the embedded projector starts on the server's event loop the first
 time any connection arrives (see lab.projector.start_embedded_projector; it starts once per process).
@@ -22,11 +23,15 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from lab.projector import start_embedded_projector  # noqa: E402
 from lab.routing import websocket_urlpatterns  # noqa: E402
+from reqflow.bodycap import BodyCap, cap_daphne_bodies  # noqa: E402
+from reqflow.origins import SameOriginValidator  # noqa: E402
+
+# daphne stores a whole request body before it calls the application: cap it there too (reqflow.bodycap).
+cap_daphne_bodies(settings.REQUEST_BODY_MAX_BYTES)
 
 
 class StartProjectorOnFirstScope:
@@ -46,8 +51,8 @@ class StartProjectorOnFirstScope:
 application = StartProjectorOnFirstScope(
     ProtocolTypeRouter(
         {
-            "http": django_asgi_app,
-            "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+            "http": BodyCap(django_asgi_app),
+            "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
         }
     )
 )

@@ -29,6 +29,7 @@ pytestmark = [
 ]
 
 ORIGIN = (b"origin", b"http://127.0.0.1")
+HOST = (b"host", b"127.0.0.1")
 HX = {"HTTP_HX_REQUEST": "true"}
 
 
@@ -59,7 +60,7 @@ async def post(client: Client, path: str, data: dict[str, str]) -> None:
 
 
 def socket(session_key: str | None, origin: tuple[bytes, bytes] = ORIGIN, path: str = "/ws/lab/"):
-    headers = [origin]
+    headers = [origin, HOST]  # a browser always sends Host; the origin check compares the Origin with it
     if session_key:
         headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={session_key}".encode()))
     return WebsocketCommunicator(application, path, headers=headers)
