@@ -26,6 +26,7 @@ def test_every_benchmark_runs_and_reports_every_figure(tmp_path):
         "BENCH_RUNS": "1",
         "BENCH_EVENTS": "300",
         "BENCH_LATENCY_SAMPLES": "10",
+        "BENCH_PG_APPENDS": "20",
     }
     done = subprocess.run(
         [sys.executable, "bench/run.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600

@@ -167,16 +167,17 @@ class HeldAppend(threading.Thread):
             connection.close()
 
 
-class Append(threading.Thread):
-    """One standalone append, in a thread of its own; `pid` is its PostgreSQL backend, once connected."""
+class Backend(threading.Thread):
+    """One piece of store work (`work`) in a thread and connection of its own; `pid` is its PostgreSQL backend."""
 
-    def __init__(self, stream_id: str, expected_version: int) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.stream_id, self.expected_version = stream_id, expected_version
         self.connected, self.done = threading.Event(), threading.Event()
         self.pid: int | None = None
-        self.position = 0
         self.error: BaseException | None = None
+
+    def work(self) -> None:
+        raise NotImplementedError
 
     def run(self) -> None:
         try:
@@ -185,13 +186,34 @@ class Append(threading.Thread):
                     cursor.execute("SELECT pg_backend_pid()")
                     self.pid = cursor.fetchone()[0]
             self.connected.set()
-            (event,) = store.append(self.stream_id, one_deposit(), self.expected_version, Metadata.for_command("x"))
-            self.position = event.position
+            self.work()
             self.done.set()
         except BaseException as exc:  # the test asserts there was none
             self.error = exc
         finally:
             connection.close()
+
+
+class Append(Backend):
+    """One standalone append."""
+
+    def __init__(self, stream_id: str, expected_version: int) -> None:
+        super().__init__()
+        self.stream_id, self.expected_version = stream_id, expected_version
+        self.position = 0
+
+    def work(self) -> None:
+        (event,) = store.append(self.stream_id, one_deposit(), self.expected_version, Metadata.for_command("x"))
+        self.position = event.position
+
+
+class Purge(Backend):
+    def __init__(self, sandbox_id: uuid.UUID) -> None:
+        super().__init__()
+        self.sandbox_id = sandbox_id
+
+    def work(self) -> None:
+        store_module.purge_sandbox(self.sandbox_id)
 
 
 def wait_until_blocked_on_the_append_lock(pid: int) -> None:
@@ -293,6 +315,28 @@ def test_the_same_command_sent_twice_at_once_appends_once():
     assert all(o.accepted and o.write_version == 1 for o in outcomes)
     assert sum(not o.replayed for o in outcomes) == 1
     assert StoredEvent.objects.filter(sandbox_id=sandbox.pk).count() == 1
+
+
+def test_a_purge_waits_for_an_append_in_flight_to_its_sandbox_so_no_event_outlives_the_sandbox():
+    sandbox = Sandbox.objects.create()
+    held, purge = HeldAppend(sandbox.stream_id), Purge(sandbox.pk)
+    held.start()
+    try:
+        assert held.holding.wait(30)
+        purge.start()
+        assert purge.connected.wait(30)
+        if purge.pid is not None:
+            wait_until_blocked_on_the_append_lock(purge.pid)
+        else:
+            time.sleep(0.5)  # SQLite: the purge is in its busy wait for the write lock
+        assert not purge.done.is_set()
+    finally:
+        held.release.set()
+        held.join(30)
+        purge.join(30)
+    assert purge.error is None and purge.done.is_set()
+    assert not Sandbox.objects.filter(pk=sandbox.pk).exists()
+    assert not StoredEvent.objects.filter(sandbox_id=sandbox.pk).exists()  # the held event went with it
 
 
 def test_the_append_locks_share_no_advisory_key_with_the_projectors_or_the_rebuild_cap():
