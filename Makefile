@@ -5,11 +5,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PORT ?= 8000
-PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/reqflow
-REDIS_TEST_URL ?= redis://127.0.0.1:6379/14
+# Empty: the local server (PostgreSQL 127.0.0.1:5432 database reqflow, Redis 127.0.0.1:6379 db 14) when it answers,
+# else a throwaway one started from the installed binaries (deploy/services.py).
+PG_TEST_URL ?=
+REDIS_TEST_URL ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test test-fast test-postgres lint bench lighthouse screenshot clean
+.PHONY: run cluster test test-fast test-postgres lint bench lighthouse screenshot clean
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Reqflow needs Python 3.11 or newer")'
@@ -26,6 +28,11 @@ $(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi
 
+# Debian's nginx for `make cluster` and its test (the package's own service is not started for it).
+/usr/sbin/nginx:
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
+	else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; fi
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
@@ -36,6 +43,11 @@ run: $(VENV)/.installed
 	@echo "Reqflow is at http://127.0.0.1:$(PORT)/  (Ctrl-C stops it)"
 	$(VENV)/bin/daphne -b 127.0.0.1 -p $(PORT) --websocket-max-message-size 65536 reqflow.asgi:application
 
+# nginx on PORT in front of two daphne processes (PORT+1, PORT+2) and two projector workers, on PostgreSQL and Redis:
+# DATABASE_URL and REDIS_URL when set, else the local servers, else throwaway ones in .cluster/ (docs/deploy.md).
+cluster: $(VENV)/.installed /usr/sbin/nginx
+	$(PY) -m deploy.cluster --port $(PORT)
+
 test: $(VENV)/.dev-installed /usr/bin/chromium node_modules/.installed
 	$(MAKE) --no-print-directory lint
 	$(PY) manage.py check
@@ -44,8 +56,9 @@ test: $(VENV)/.dev-installed /usr/bin/chromium node_modules/.installed
 	$(MAKE) --no-print-directory test-postgres
 
 # The same store, projector and socket tests, again on PostgreSQL and Redis (the scaled-out mode).
-test-postgres: $(VENV)/.dev-installed
-	DATABASE_URL=$(PG_TEST_URL) REDIS_URL=$(REDIS_TEST_URL) $(VENV)/bin/pytest -p no:cacheprovider -m backend
+test-postgres: $(VENV)/.dev-installed /usr/sbin/nginx
+	$(PY) -m deploy.services --dir .cluster/test --database-url "$(PG_TEST_URL)" --redis-url "$(REDIS_TEST_URL)" \
+		-- $(VENV)/bin/pytest -p no:cacheprovider -m backend
 
 test-fast: $(VENV)/.dev-installed
 	$(VENV)/bin/pytest -p no:cacheprovider -m "not browser and not slow" -x

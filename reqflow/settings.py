@@ -220,7 +220,7 @@ CONTENT_SECURITY_POLICY = {
 STATIC_URL = "static/"
 # Tests serve from the source folders (finders); without collectstatic on a fresh clone WhiteNoise would warn
 # about a missing STATIC_ROOT, and the suite turns warnings into errors.
-STATIC_ROOT = None if TESTING else BASE_DIR / "staticfiles"
+STATIC_ROOT = None if TESTING else Path(os.environ.get("STATIC_ROOT") or BASE_DIR / "staticfiles")
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

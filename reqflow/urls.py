@@ -1,7 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from reqflow.health import healthz
+
 urlpatterns = [
+    path("healthz", healthz, name="healthz"),
     path("", include("concepts.urls")),
     path("", include("lab.urls")),
     path("accounts/", include("accounts.urls")),

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCE = ["lab", "concepts", "notes", "accounts", "reqflow", "bench", "docs", "manage.py"]
+SOURCE = ["lab", "concepts", "notes", "accounts", "reqflow", "bench", "docs", "deploy", "manage.py"]
 SKIPPED_DIRS = {".venv", "node_modules", "migrations", "tests", "__pycache__"}
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 50
