@@ -10,13 +10,14 @@ fresh sandbox, as a reset does, so they answer where the reset does (RESULT_SLOT
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseRedirect
 from django.views.decorators.http import require_GET, require_POST
 
 from lab import exchange, forms, modes, sandboxes, views
 from lab.models import Sandbox
-from lab.panel import build_panel, render_parts
+from lab.panel import FLASH_KEY, build_panel, render_parts
 from lab.types import count
 from lab.views import RESET_ANCHOR, RESET_SLOT, _back, _first_error, _htmx_response, _next, _page, _tell_other_tabs
 from reqflow.http import HtmxHttpRequest
@@ -134,4 +135,7 @@ def _fresh(request: HtmxHttpRequest, old: Sandbox, new: Sandbox, text: str) -> H
         panel = build_panel(request, new, next_url=_next(request), controls_message=message, controls_slot=RESULT_SLOT,
                             undo_due_ms=offer.until_ms if offer else None)  # fmt: skip
         return HttpResponse(render_parts(panel, (), main="lab-panel", request=request))
-    return _back(request, RESULT_ANCHOR, {"controls": message, "slot": RESULT_SLOT})
+    # Back to the page without its query: a time-travel or replay position (?tt=, ?replay=, ?at=) belonged to the
+    # sandbox that was just replaced, and a state-only sandbox has no such positions at all.
+    request.session[FLASH_KEY] = {"controls": message, "slot": RESULT_SLOT}
+    return HttpResponseRedirect(f"{urlsplit(_next(request)).path}#{RESULT_ANCHOR}", status=303)

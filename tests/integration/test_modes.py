@@ -64,6 +64,13 @@ def test_switching_mode_starts_a_fresh_sandbox_in_that_mode_and_undo_brings_the_
     assert timeline.write_side(current(learner)).balance == Decimal("50.00")
 
 
+def test_a_switch_without_javascript_comes_back_to_the_page_without_the_old_sandboxs_positions(learner):
+    commands.send_command(current(learner), "deposit", "5")
+    response = learner.post("/lab/mode/", {"mode": "state-only", "next": f"{CONCEPT}?replay=1&tt=1"})
+    assert response.status_code == 303 and response["Location"] == f"{CONCEPT}#lab-reset-section"
+    assert learner.get(response["Location"]).status_code == 200
+
+
 def test_an_htmx_switch_answers_with_the_whole_panel_and_its_undo_offer(learner):
     response = learner.post("/lab/mode/", {"mode": "state-only"}, **HX)
     assert response.status_code == 200
