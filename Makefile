@@ -63,12 +63,14 @@ test-postgres: $(VENV)/.dev-installed /usr/sbin/nginx
 test-fast: $(VENV)/.dev-installed
 	$(VENV)/bin/pytest -p no:cacheprovider -m "not browser and not slow" -x
 
-# Style, format, the layers of docs/architecture.md (import-linter contracts in pyproject.toml) and types.
+# Style, format, the layers of docs/architecture.md (import-linter contracts in pyproject.toml), types, and bandit
+# on the project code ([tool.bandit] in pyproject.toml; tests/unit/test_static_rules.py adds the project's own rules).
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
+	$(VENV)/bin/bandit -c pyproject.toml -q -r lab concepts notes accounts reqflow manage.py
 
 bench: $(VENV)/.dev-installed
 	$(PY) bench/run.py
