@@ -91,8 +91,8 @@ MISSIONS: tuple[Mission, ...] = (
             ("lag",), _stale_read),
     Mission("read-your-writes", "Read your own write",
             "Deposit, tick Read your writes and query: the query waits for the projector and answers fresh.",
-            "Keep the lag at 5 s, deposit, tick Read your writes, then query. It waits (up to 5 s) until the read "
-            "model has your command's version.",
+            "Set the lag to about 3 s (the query waits at most 5 s), deposit, tick Read your writes, then query. It "
+            "waits until the read model has your command's version.",
             ("read-your-writes",), lambda s: facts.FRESH_AFTER_WAIT in s.facts),
     Mission("crash", "Crash the projector, lose nothing",
             "Crash the projector, deposit while it is down, and watch the read model catch up after the restart.",

@@ -11,7 +11,6 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
@@ -21,10 +20,12 @@ from django.http import HttpRequest, QueryDict
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from lab import forms, predictions, queries, timeline
+from lab import facts, forms, missions, predictions, queries, share, timeline
 from lab.models import Sandbox
+from lab.panel_text import event_amount, event_json, fold_text
 from lab.sandboxes import UNDO_WINDOW_S, sandbox_for_request, undo_offer
-from lab.types import EventPage, LabState, QueryAnswer, ReplayFrame, TimeTravelView
+from lab.tools import TOOLS
+from lab.types import EventPage, LabState, MissionProgress, QueryAnswer, ReplayFrame, TimeTravelView
 
 PANEL = "lab/panel.html"
 WS_PATH = "/ws/lab/"
@@ -42,6 +43,7 @@ FLASH_KEY = "lab_flash"  # a no-JavaScript form's outcome, kept in the session f
 # answer, a paged or filtered log) are not here: the consumer cannot know which one a tab is looking at.
 LIVE_PARTS = (
     "lab-versions",
+    "lab-missions",
     "lab-expected-version",
     "lab-summary",
     "lab-write-model",
@@ -65,6 +67,7 @@ LATER_PARTS = ("lab-event-log", "lab-snapshots", "lab-schema", "lab-predict-old-
 # swaps (and the server renders) a small part of the HTML while the read model catches up.
 READ_SIDE_PARTS = (
     "lab-versions",
+    "lab-missions",
     "lab-summary",
     "lab-projection",
     "lab-read-model",
@@ -113,6 +116,7 @@ class Panel:
     tt_requested: bool = False  # the URL asked for a version (a no-JavaScript time travel): open that tool
     undo_due_ms: int | None = None  # until when a reset can be undone (epoch ms), None = nothing to undo
     reveal: predictions.Reveal | None = None  # the real answer to the prediction this tab just made
+    shared: share.Landing | None = None  # a situation someone shared in this page's link, to confirm
 
     @property
     def expected_version(self) -> int:
@@ -129,6 +133,35 @@ class Panel:
     @property
     def replay_rate(self) -> str:
         return str(self.state.sandbox.replay_rate)
+
+    # --- Missions (lab.missions): what to do next, and which tools the page shows so far --------------------------
+    @cached_property
+    def missions(self) -> MissionProgress:
+        return missions.mission_progress(self.state.sandbox)
+
+    @property
+    def revealed_tools(self) -> str:
+        """The tools the missions have reached, space-separated: lab.js hides every other `data-tool`."""
+        return " ".join(sorted(self.missions.revealed_tools))
+
+    @property
+    def locked(self) -> dict[str, bool]:
+        """tool name (with _ for -, for the template) -> hidden until its mission arrives. The first render sets the
+        class; lab.js keeps it current from `revealed_tools` as missions are met."""
+        return {name.replace("-", "_"): name not in self.missions.revealed_tools for name in TOOLS}
+
+    @property
+    def share_url(self) -> str:
+        """ "Copy link": this situation (scenario, lag, time-travel position, mission) for another learner's own
+        sandbox. lab.js puts the slider's current version in place of `tt`."""
+        progress = self.missions
+        state = share.SharedState(
+            scenario=progress.scenario or None,
+            lag_ms=self.state.projector.lag_ms,
+            tt=self.tt_version if self.tt_requested else None,
+            mission=progress.current.number if progress.current else 0,
+        )
+        return state.link(self.next)  # "" in a push: lab.js resolves it against the page's own address
 
     # The "Predict" questions, each asked only while the sandbox is in its situation (lab.predictions).
     @cached_property
@@ -270,7 +303,7 @@ class Panel:
         return [
             {
                 "event": e,
-                "json": _event_json(e),
+                "json": event_json(e),
                 "raw_json": json.dumps(e.raw_payload, default=str),
                 "upcast_json": json.dumps(e.upcast_payload, default=str),
                 "upcast_schema": self.state.deposit_schema_version if e.event_type == "Deposited" else e.schema_version,
@@ -283,51 +316,6 @@ class Panel:
     def history(self) -> list[Any]:
         """The read side's newest transactions first, at most ten (the full list is the event log's job)."""
         return list(reversed(self.state.read.history))[:10]
-
-
-def money(amount: Decimal) -> str:
-    return f"${amount:,.2f}"
-
-
-def fold_text(event_type: str, amount: Decimal, after: Decimal) -> str:
-    """One step of the balance fold as arithmetic: withdrawals subtract, everything else adds."""
-    if event_type == "Withdrew":
-        return f"{money(after + amount)} \u2212 {money(amount)} = {money(after)}"  # a real minus sign
-    return f"{money(after - amount)} + {money(amount)} = {money(after)}"
-
-
-def event_amount(event: Any) -> Decimal | None:
-    """An event's amount in dollars whatever its schema (v2 deposits store cents); None if it has none."""
-    payload = event.upcast_payload
-    try:
-        if "amount_cents" in payload:
-            return (Decimal(int(payload["amount_cents"])) / 100).quantize(Decimal("0.01"))
-        if "amount" in payload:
-            return Decimal(str(payload["amount"]))
-    except (ArithmeticError, TypeError, ValueError):
-        return None
-    return None
-
-
-def _event_json(event: Any) -> str:
-    return json.dumps(
-        {
-            "position": event.position,
-            "stream_id": event.stream_id,
-            "version": event.version,
-            "type": event.event_type,
-            "schema_version": event.schema_version,
-            "recorded_at": event.recorded_at.isoformat(),
-            "payload": event.raw_payload,
-            "upcast_payload": event.upcast_payload,
-            "event_id": event.event_id,
-            "command_id": event.command_id,
-            "correlation_id": event.correlation_id,
-            "causation_id": event.causation_id,
-        },
-        indent=2,
-        default=str,
-    )
 
 
 # --- Building the panel --------------------------------------------------------------------------------------
@@ -360,13 +348,16 @@ def build_panel(
     tt = _clamp(tt_form.cleaned_data["version"] if tt_form.is_valid() else None, state, state.write.version)
     rp_form = forms.VersionForm({"version": params.get("replay") or None})
     rp = _clamp(rp_form.cleaned_data["version"] if rp_form.is_valid() else None, state, 0)
+    at = params.get("at", "")[:40]
+    if state.state_only:  # no log to travel or replay through: the present only (lab.modes)
+        tt, rp, at = state.write.version, 0, ""
     panel = Panel(
         state=state,
         log_page=log_page,
         log_type=log_type,
         next=next_url if next_url is not None else _default_next(request),
         tt_version=tt,
-        tt_at=params.get("at", "")[:40],
+        tt_at=at,
         tt_requested="tt" in params,
         replay_version=rp,
     )
@@ -399,6 +390,9 @@ def panel_for_page(request: HttpRequest) -> Panel:
         controls_slot=flash.get("slot", "lab-reset-result" if flash.get("controls") else ""),
         undo_due_ms=offer.until_ms if (offer := undo_offer(request.session)) else None,
     )
+    panel.shared = share.landing(request.GET)
+    if request.GET.get("tt") and panel.shared is None:
+        facts.note_time_travel(sandbox, panel.tt_version)  # a no-JavaScript time travel counts for its mission
     if request.GET.get("lab_query"):
         if request.GET.get("read_your_writes"):
             panel.query_waited_for = queries.write_version(sandbox)

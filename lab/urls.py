@@ -24,9 +24,9 @@ urlpatterns = [
     path("lab/time-travel/", exchange_views.time_travel, name="time-travel"),
     path("lab/replay/", exchange_views.replay, name="replay"),
     path("lab/state/", views.state, name="state"),
+    path("lab/scenario/", scenario_views.scenario, name="scenario"),
     path("lab/export/", exchange_views.export, name="export"),
     path("lab/import/", exchange_views.import_log, name="import"),
     path("lab/mode/", exchange_views.switch_mode, name="mode"),
-    path("lab/scenario/", scenario_views.scenario, name="scenario"),
     path("lab/predict/", views.predict, name="predict"),
 ]

@@ -383,7 +383,8 @@ def time_travel(request: HtmxHttpRequest) -> HttpResponse:
         if (bad := _bad_get(request, by_version)) is not None:
             return bad
         sandbox = sandboxes.sandbox_for_request(request)
-        facts.note_time_travel(sandbox, by_version.cleaned_data["version"])  # for the missions
+        if not request.GET.get("follow"):  # lab.js keeping a slider at "now" is not the learner travelling
+            facts.note_time_travel(sandbox, by_version.cleaned_data["version"])  # for the missions
         return _read(request, "lab-time-travel-state", sandbox)
     form = forms.TimeTravelAtForm({"at": request.GET["at"]})
     if (bad := _bad_get(request, form)) is not None:
@@ -405,8 +406,7 @@ def predict(request: HtmxHttpRequest) -> HttpResponse:
     form = forms.PredictForm(request.GET)
     if not form.is_valid():
         return HttpResponse(_first_error(form), status=400, content_type="text/plain; charset=utf-8")
-    sandbox = sandboxes.sandbox_for_request(request)
-    moment = form.cleaned_data["moment"]
+    sandbox, moment = sandboxes.sandbox_for_request(request), form.cleaned_data["moment"]
     answer = predictions.reveal(sandbox, moment, form.cleaned_data["choice"])
     return _read(request, f"lab-reveal-{moment}", sandbox, reveal=answer)
 

@@ -97,6 +97,17 @@
   // Bad input (400), a conflict (409), a full sandbox (422) and a spent session (429) carry a message meant to be shown.
   document.addEventListener("htmx:beforeSwap", function (evt) {
     var status = evt.detail.xhr && evt.detail.xhr.status;
+    // The server refused a body over its cap before reading it: say so where the answer would have gone.
+    if (status === 413) {
+      evt.detail.shouldSwap = false;
+      var slot = evt.detail.target;
+      if (slot && slot.id === "lab") slot = $("lab-reset-result"); // an import answers beside the Sandbox tool
+      if (slot) {
+        slot.className = "lab-result lab-result--bad";
+        slot.textContent = "✗ That was too large to send (the limit is 64 KiB); nothing was changed.";
+      }
+      return;
+    }
     if (status === 400 || status === 409 || status === 422 || status === 429) {
       evt.detail.shouldSwap = true;
       evt.detail.isError = false;
@@ -183,7 +194,50 @@
     }
   }
 
+  // ---- missions: tools appear as their mission arrives; "Show all tools" reveals everything -----------------
+  var ALL_TOOLS_KEY = "reqflow-all-tools";
+  var allTools = false; // remembered in this browser, so a learner who knows the pattern is never made to wait
+  try { allTools = localStorage.getItem(ALL_TOOLS_KEY) === "1"; } catch (e) { allTools = false; }
+
+  function applyReveal() {
+    var missions = $("lab-missions"), panel = lab();
+    if (!missions || !panel) return;
+    var revealed = (missions.dataset.revealed || "").split(" ");
+    var tools = panel.querySelectorAll("[data-tool]");
+    for (var i = 0; i < tools.length; i++) {
+      tools[i].classList.toggle("lab-locked", revealed.indexOf(tools[i].dataset.tool) < 0);
+    }
+    if (allTools) panel.setAttribute("data-all-tools", ""); else panel.removeAttribute("data-all-tools");
+    var button = panel.querySelector("[data-show-all]");
+    if (button) {
+      button.setAttribute("aria-pressed", allTools ? "true" : "false");
+      button.textContent = allTools ? "Show tools one mission at a time" : "Show all tools";
+    }
+  }
+
+  function toggleAllTools() {
+    allTools = !allTools;
+    try { localStorage.setItem(ALL_TOOLS_KEY, allTools ? "1" : "0"); } catch (e) { /* private mode: this page */ }
+    applyReveal();
+  }
+
+  // "Copy link": the situation for another learner's own sandbox, with the time-travel slider where it is now.
+  function copyShareLink(button) {
+    var url = new URL(button.dataset.shareUrl || "#lab", location.href);
+    var tt = $("lab-tt");
+    if (tt && tt.value !== tt.max) url.searchParams.set("tt", tt.value);
+    var status = document.querySelector("[data-share-status]");
+    var text = url.toString();
+    function shown(message) { if (status) status.textContent = message; }
+    if (navigator.clipboard && navigator.clipboard.writeText) {
+      navigator.clipboard.writeText(text).then(function () { shown("Link copied."); }, function () { shown(text); });
+    } else {
+      shown(text);
+    }
+  }
+
   function afterVersions() {
+    applyReveal();
     markFold();
     var v = versions();
     if (!v) return;
@@ -201,7 +255,13 @@
           // A slider left at "now" keeps showing now: follow the head and fetch its state.
           tt.value = max;
           showTimeTravel(tt);
-          if (window.htmx && tt.form) window.htmx.trigger(tt.form, "submit");
+          // Sent as a follow, not a travel: the missions count only the learner's own time travel.
+          var panel = lab();
+          if (window.htmx && panel) {
+            window.htmx.ajax("GET", panel.dataset.timeTravelUrl + "?follow=1&tt=" + max, {
+              target: "#lab-time-travel-state", swap: "outerHTML"
+            });
+          }
         }
       }
     }
@@ -223,6 +283,16 @@
       var reopen = evt.detail.elt.querySelectorAll("details[data-reopen]");
       for (var k = 0; k < reopen.length; k++) reopen[k].open = true;
       setupTabs(); afterVersions(); loadHistory();
+      // A scenario just loaded: open the tool it points at and bring its sentence into view.
+      var loaded = $("lab-scenario-result");
+      if (loaded && loaded.textContent.trim()) {
+        var target = loaded.dataset.openTool && $(loaded.dataset.openTool);
+        if (target && target.tagName === "DETAILS") target.open = true;
+        loaded.tabIndex = -1;
+        loaded.focus();
+        evt.detail.elt.scrollIntoView({ block: "start", behavior: reducedMotion ? "auto" : "smooth" });
+        return;
+      }
       // After a reset or its undo the whole lab is new: keep focus in it, on what the learner can do next.
       var next = document.querySelector('#lab [data-testid="reset-undo"]') || document.querySelector("#lab-reset-result:not(:empty)");
       if (next && document.activeElement === document.body) { if (!next.hasAttribute("tabindex") && next.tagName !== "BUTTON") next.tabIndex = -1; next.focus(); }
@@ -271,6 +341,10 @@
       if (amount) { amount.value = chip.dataset.amount; amount.focus(); }
       return;
     }
+    var showAll = evt.target.closest && evt.target.closest("[data-show-all]");
+    if (showAll) { toggleAllTools(); return; }
+    var share = evt.target.closest && evt.target.closest('[data-testid="copy-link"]');
+    if (share) { copyShareLink(share); return; }
     var copy = evt.target.closest && evt.target.closest("[data-copy-target]");
     if (copy) { copyJson(copy); return; }
     var tab = evt.target.closest && evt.target.closest("[data-tab-target]");

@@ -16,10 +16,16 @@ SLOW = 15_000  # ms: catching up, crash restarts, rebuilds
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def open_lab(page: Page, live_url: str) -> Page:
+def open_lab(page: Page, live_url: str, *, guided: bool = False) -> Page:
+    """The concept page with its lab live. Unless `guided`, every tool is shown ("Show all tools"), as the tests
+    here use tools before their mission arrives; tests/browser/test_teaching.py walks the guided way."""
     page.goto(live_url + CONCEPT)
     expect(page.get_by_test_id("lab")).to_be_visible()
     expect(page.locator("[data-live-status]")).to_have_attribute("data-state", "live", timeout=SLOW)
+    show_all = page.get_by_test_id("show-all-tools")
+    if (show_all.get_attribute("aria-pressed") == "true") == guided:
+        show_all.click()
+    expect(show_all).to_have_attribute("aria-pressed", "false" if guided else "true")
     return page
 
 
@@ -312,7 +318,7 @@ def test_the_retroactive_read_model_catches_up_from_position_zero(page: Page, li
 def test_reset_gives_an_empty_sandbox(page: Page, live_url):
     open_lab(page, live_url)
     deposit_and_wait(page, "10", 1)
-    open_tool(page, "Start over")
+    open_tool(page, "Sandbox")
     page.get_by_test_id("reset").click()
     expect(page.get_by_test_id("write-version")).to_have_text("0", timeout=SLOW)
     expect(page.get_by_test_id("event-row")).to_have_count(0)

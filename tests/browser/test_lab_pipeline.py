@@ -151,7 +151,7 @@ def test_time_travel_by_time_of_day(page: Page, live_url):
 def test_reset_can_be_undone_and_keeps_focus_in_the_lab(page: Page, live_url):
     open_lab(page, live_url)
     deposit_and_wait(page, "10", 1)
-    open_tool(page, "Start over")
+    open_tool(page, "Sandbox")
     page.get_by_test_id("reset").click()
     expect(page.get_by_test_id("write-version")).to_have_text("0", timeout=SLOW)
     undo = page.get_by_test_id("reset-undo")
