@@ -40,7 +40,7 @@ def load_scenario(
     if scenario is None:
         raise UnknownScenario(f"There is no scenario {scenario_id!r}.")
     previous = sandboxes.sandbox_for_request(request)
-    sandbox = sandboxes.reset_sandbox(request)
+    sandbox = sandboxes.reset_sandbox(request, mode=scenario.mode)
     apply_setup(sandbox, scenario)
     facts.note(sandbox.pk, facts.SCENARIO, detail=scenario.id, keep=facts.KEEP_LAST)
     apply_shared(sandbox, lag_ms=lag_ms, mission=mission)

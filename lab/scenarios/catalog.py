@@ -48,7 +48,8 @@ DEFAULT_DIR = Path(__file__).resolve().parent / "data"
 TOP_KEYS = {"id", "concept", "claim", "title", "notice", "setup", "look"}
 REQUIRED = ("id", "concept", "claim", "title", "notice", "setup")
 SETUP_KEYS = {"snapshot_interval", "replay_rate", "lag_s", "projector", "crash_s", "commands", "schema", "poison",
-              "retro_model"}  # fmt: skip
+              "retro_model", "mode"}  # fmt: skip
+SCENARIO_MODES = ("event-sourced", "state-only")  # lab.models.MODES: which write model the fresh sandbox runs
 PROJECTOR_STATES = ("running", "paused", "crashed")
 MAX_COMMANDS = 40
 NOTICE_MAX = 300
@@ -91,12 +92,15 @@ class Scenario:
     replay_rate: int | None = None
     poison: bool = False
     retro_model: bool = False
+    mode: str = "event-sourced"
     tool: str | None = None
     tt: int | None = None
 
     @property
     def events(self) -> int:
-        """How many events the setup appends (the commands, and the poison event)."""
+        """How many events the setup appends (the commands, and the poison event; none in state-only mode)."""
+        if self.mode == "state-only":
+            return 0
         return len(self.commands) + (1 if self.poison else 0)
 
     @property
@@ -226,6 +230,11 @@ def _setup(path: Path, setup: Any) -> dict[str, Any]:
     fields["schema"] = setup.get("schema", 1)
     if isinstance(fields["schema"], bool) or fields["schema"] not in DEPOSIT_SCHEMAS:
         raise ScenarioError(path, "setup.schema must be 1 or 2")
+    fields["mode"] = setup.get("mode", "event-sourced")
+    if fields["mode"] not in SCENARIO_MODES:
+        raise ScenarioError(path, f"setup.mode must be one of {', '.join(SCENARIO_MODES)}")
+    if fields["mode"] == "state-only" and (fields["schema"] != 1 or setup.get("poison") or setup.get("retro_model")):
+        raise ScenarioError(path, "setup.mode state-only has no log: no schema v2, poison event or retroactive model")
     for flag in ("poison", "retro_model"):
         fields[flag] = setup.get(flag, False)
         if not isinstance(fields[flag], bool):

@@ -57,6 +57,12 @@ def test_each_scenario_loads_into_a_fresh_sandbox_and_reaches_the_state_it_descr
     assert sandbox.pk != before.pk and Sandbox.objects.get(pk=before.pk).retired_at is not None  # Undo can restore
     events = events_of(sandbox)
     assert len(events) == scenario.events
+    assert sandbox.mode == scenario.mode
+    if scenario.mode == "state-only":  # CQRS without event sourcing: the commands updated a row, the log is empty
+        assert sandbox.state_version == len(scenario.commands) and events == []
+        signed = [s.amount if s.kind == "deposit" else -s.amount for s in scenario.commands]
+        assert sandbox.state_balance == sum(signed)
+        return
     kinds = ["Deposited" if s.kind == "deposit" else "Withdrew" for s in scenario.commands]
     assert [e.event_type for e in events] == kinds + (["InterestPaid"] if scenario.poison else [])
     amounts = [store.domain_event(e).amount for e in events[: len(scenario.commands)]]
@@ -140,6 +146,8 @@ BAD = {
     "tool": (good_data(look={"tool": "laser"}), "laser"),
     "tt": (good_data(look={"tool": "time-travel", "tt": 9}), "look.tt"),
     "claim": (good_data(claim={"section": "gotchas", "item": "Nobody ever said this."}), "is not an item"),
+    "mode": (good_data(setup={"mode": "half-sourced"}), "setup.mode must be one of"),
+    "mode-needs-a-log": (good_data(setup={"mode": "state-only", "poison": True}), "state-only has no log"),
 }
 
 
