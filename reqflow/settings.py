@@ -50,6 +50,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # A view that meets a locked, read-only, full or unreachable database answers 503 (reqflow.dbfailure; the
+    # handler400/500 in reqflow/urls.py do the same for the middlewares below, the session's among them).
+    "reqflow.dbfailure.DatabaseFailureMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -85,7 +88,8 @@ SQLITE_PATH = Path(os.environ.get("SQLITE_PATH", BASE_DIR / "db.sqlite3"))
 # handed out in commit order; WAL keeps readers (the projector, the pages) off the writer's back.
 _SQLITE_OPTIONS = {
     "transaction_mode": "IMMEDIATE",
-    "timeout": 20,
+    # Seconds a writer waits for the lock before the request answers 503 (reqflow.dbfailure).
+    "timeout": env_int("SQLITE_TIMEOUT_S", 20, minimum=1, maximum=600),
     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
 }
 

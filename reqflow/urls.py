@@ -12,6 +12,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
-handler400 = "concepts.views.bad_request"
+handler400 = "reqflow.dbfailure.bad_request"  # concepts.views.bad_request unless the database failed
 handler404 = "concepts.views.page_not_found"
-handler500 = "concepts.views.server_error"
+handler500 = "reqflow.dbfailure.server_error"  # concepts.views.server_error unless the database failed
