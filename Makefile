@@ -38,6 +38,7 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 run: $(VENV)/.installed
+	@$(PY) manage.py check_store
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v 0
 	@echo "Reqflow is at http://127.0.0.1:$(PORT)/  (Ctrl-C stops it)"

@@ -1,8 +1,9 @@
 """ASGI entry point: HTTP through the body cap and Django, WebSockets through the origin check (scheme, host and
 port), session auth and the lab routes.
 
-daphne implements no ASGI lifespan, so the embedded projector starts on the server's event loop the first
-time any connection arrives (see lab.projector.start_embedded_projector; it starts once per process).
+daphne implements no ASGI lifespan, so the embedded projector is scheduled on daphne's event loop when this module
+is imported by daphne's command line (it catches up with pending events before any request), and otherwise starts
+the first time any connection arrives (see lab.projector.start_embedded_projector; it starts once per process).
 """
 
 from __future__ import annotations
@@ -47,6 +48,18 @@ class StartProjectorOnFirstScope:
             self.started = True
         return await self.app(scope, receive, send)
 
+
+def start_projector_when_serving() -> None:
+    """Under daphne's command line the asyncio reactor is installed before the application is imported: start the
+    projector as soon as its loop runs, not at the first request (a restarted site would otherwise leave pending
+    events unprojected until someone visits)."""
+    reactor = sys.modules.get("twisted.internet.reactor")
+    loop = getattr(reactor, "_asyncioEventloop", None)
+    if loop is not None and settings.EMBEDDED_PROJECTOR:
+        loop.call_soon(start_embedded_projector)
+
+
+start_projector_when_serving()
 
 application = StartProjectorOnFirstScope(
     ProtocolTypeRouter(
