@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import hashlib
 import os
 import pwd
 import shutil
@@ -20,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -117,10 +119,16 @@ def _server_user() -> str | None:
     return "postgres"
 
 
-def _spawn(argv: list[str], log: Path, user: str | None = None) -> subprocess.Popen[bytes]:
+def _spawn(argv: list[str], log: Path, user: str | None = None, cwd: Path | None = None) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, user=user
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            user=user,
+            cwd=cwd,
         )
 
 
@@ -137,11 +145,26 @@ def _wait_until_ready(service: Service, error: str | None, check: Callable[[], s
     return service
 
 
+def postgres_data_dir(folder: Path, user: str | None) -> Path:
+    """Where the throwaway PostgreSQL keeps its files. Run as another account (root runs it as `postgres`), the
+    folder must be reachable by that account, and a checkout may sit under a private directory (a fresh clone in
+    `mktemp -d`, mode 700): then a folder of its own under the system's temporary directory, named after `folder`
+    so the same `folder` finds its data again."""
+    if user is None:
+        return folder / "postgres"
+    digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"reqflow-pg-{digest}" / "postgres"
+
+
 def start_postgres(folder: Path, database: str) -> Service:
     bindir = postgres_bindir()
     user = _server_user()
     folder.mkdir(parents=True, exist_ok=True)
-    data, log = folder / "postgres", folder / "postgres.log"
+    data, log = postgres_data_dir(folder, user), folder / "postgres.log"
+    if user:
+        data.parent.mkdir(mode=0o700, exist_ok=True)
+        account = pwd.getpwnam(user)
+        os.chown(data.parent, account.pw_uid, account.pw_gid)
     if not (data / "PG_VERSION").exists():
         shutil.rmtree(data, ignore_errors=True)  # a half-made cluster from an interrupted initdb
     data.mkdir(mode=0o700, exist_ok=True)
@@ -155,6 +178,7 @@ def start_postgres(folder: Path, database: str) -> Service:
             [bindir / "initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale", "--no-sync"],
             capture_output=True,
             user=user,
+            cwd=data.parent,  # initdb returns to its working directory, which must be reachable by `user`
         )
         if done.returncode != 0:
             raise ServiceError(f"initdb failed: {done.stderr.decode(errors='replace').strip()[-300:]}")
@@ -163,7 +187,7 @@ def start_postgres(folder: Path, database: str) -> Service:
     argv = [str(bindir / "postgres"), "-D", str(data), "-p", str(port)]
     argv += ["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=", "-c", "max_connections=200"]
     url = f"postgres://postgres@127.0.0.1:{port}/{database}"
-    service = Service("PostgreSQL", url, "throwaway", _spawn(argv, log, user), log)
+    service = Service("PostgreSQL", url, "throwaway", _spawn(argv, log, user, cwd=data.parent), log)
     return _wait_until_ready(service, "not started yet", lambda: postgres_error(url))
 
 

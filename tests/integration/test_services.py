@@ -20,11 +20,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def folder():
-    # Inside the project (ignored by git), not under pytest's private temporary folder: run as root, the throwaway
-    # PostgreSQL runs as the `postgres` account, which must be able to reach its data folder.
+    # Inside the project (ignored by git). Run as root, the throwaway PostgreSQL runs as the `postgres` account and
+    # keeps its data under the system's temporary directory instead (services.postgres_data_dir): a fresh clone sits
+    # in a private `mktemp -d` folder that account cannot enter.
     path = ROOT / ".cluster" / f"test-services-{uuid.uuid4().hex[:8]}"
     yield path
     shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(services.postgres_data_dir(path, "postgres").parent, ignore_errors=True)
 
 
 def test_when_nothing_answers_locally_throwaway_servers_start_answer_and_stop(monkeypatch, folder):
