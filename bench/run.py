@@ -5,6 +5,7 @@ All figures come from a temporary file SQLite database with WAL at synchronous=F
   bench/projector_bench.py  projector catch-up, blue/green rebuild, push latency, lag accuracy
   bench/latency_bench.py    command -> read model visible on a WebSocket of a live daphne
   bench/pg_bench.py         the exception: 16 concurrent appenders on PostgreSQL against the old table lock, same run
+  bench/fanout_bench.py     one update to 200 sockets of one sandbox against a bare Channels group send, same run
 Each module measures in child processes and takes medians of several runs (or percentiles of many samples).
 """
 
@@ -102,7 +103,7 @@ def main() -> int:
     figures: dict[str, float] = {}
     errors: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="reqflow-bench-") as tmp:
-        for name in ("store_bench", "projector_bench", "latency_bench", "pg_bench"):
+        for name in ("store_bench", "projector_bench", "latency_bench", "pg_bench", "fanout_bench"):
             module = _load(name)
             if module is None:
                 errors[name] = "not present"

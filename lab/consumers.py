@@ -5,24 +5,29 @@ It never takes instructions: the sandbox comes from the session, any client fram
 push re-reads the session, so a logged-out or reset session stops receiving (or moves to the new sandbox).
 Pushes are hints coalesced by a token bucket (PUSH_RATE); each re-reads the state, so a dropped or
 merged hint loses nothing, and each carries a stamp so the page never applies an older state over a newer one.
+A push is read and rendered once per sandbox and hint in this process and shared by that sandbox's sockets
+(`shared`), and each socket sends only the parts that changed since it last sent them (`LabConsumer._unsent`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
-from collections.abc import Callable
+import re
+import uuid
+import weakref
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import connections
-
 from lab.live import group_name
+from lab.models import Sandbox
 from lab.panel import LATER_PARTS, LIVE_PARTS, READ_SIDE_PARTS, Panel, build_panel, render_parts
 from lab.sandboxes import sandbox_for_session_key
 
@@ -35,6 +40,9 @@ PUSH_RATE = 20.0
 PUSH_BURST = 3.0
 # Hints from projector progress only: their pushes re-render just the read side (lab.panel.READ_SIDE_PARTS).
 READ_SIDE_REASONS = frozenset({"projected", "rebuild", "retro"})
+# Hints whose pushes leave out the parts this socket already sent unchanged. Any other hint (a control, a reset)
+# follows a request whose htmx answer swapped live parts on the page: its push sends them all.
+DIFFED_REASONS = READ_SIDE_REASONS | {"command"}
 # How long a command's push waits for its projection when the projector applies it at once (lag 0). It lands a
 # few ms after the command; waiting for it makes one push with both models at the new version, where pushing
 # straight away rendered the whole panel while the projector was still working (both competing for the CPU)
@@ -58,43 +66,120 @@ def current_sandbox_id(session_key: str | None) -> Any:
 # its Undo) and whichever tool it has open.
 MOVED_PARTS = (*LIVE_PARTS, "lab-command-id", "lab-command-result", "lab-query-result", "lab-replay",
                "lab-time-travel-state")  # fmt: skip
+# Each tab needs a command id of its own (two tabs sending the same one would see the second refused as a retry).
+PER_SOCKET_PARTS = ("lab-command-id",)
 
 
-@dataclass
-class Push:
-    sandbox_id: Any  # None: the session has no sandbox any more
-    html: str = ""
-    later: Panel | None = None  # render LATER_PARTS of this panel next, in a frame of their own
+def frames(*, moved: bool, read_side_only: bool, in_one_frame: bool) -> list[tuple[str, ...]]:
+    """The parts of a push, frame by frame: the whole panel if the session moved to another sandbox (a reset in
+    another tab), else the live parts (the LATER_PARTS of them in a second frame, unless `in_one_frame`)."""
+    if moved:
+        return [tuple(p for p in MOVED_PARTS if p not in PER_SOCKET_PARTS)]
+    if read_side_only:
+        return [READ_SIDE_PARTS]
+    if in_one_frame:
+        return [LIVE_PARTS]
+    return [tuple(p for p in LIVE_PARTS if p not in LATER_PARTS), LATER_PARTS]
 
 
-def render_push(
-    session_key: str | None, known_sandbox_id: Any, *, read_side_only: bool = False, in_one_frame: bool = False
-) -> Push:
-    """The session's current sandbox and the push for it: the whole panel if the session moved to another
-    sandbox (a reset in another tab), else the live parts (the LATER_PARTS of them left for a second frame).
+# --- One read and render per sandbox and hint, shared by the sandbox's sockets ---------------------------------
+# Every socket of a sandbox used to read the panel (about 16 queries) and render it for itself on each hint: 200
+# open pages of one sandbox made 200 reads and renders of the same HTML, and the projector starved behind them.
+# Now the first socket to handle a hint starts the read, and every socket whose hint arrived before that read
+# began takes its result: a read that began after the hint arrived sees everything the hint announced (hints go
+# out after commit). The rendered parts are the same for every socket: a push has no request, `next` is "" and
+# nothing per tab (time travel, replay, the log page) is among them, except PER_SOCKET_PARTS.
+SHARED_PUSHES = True  # False: every socket reads, renders and sends everything itself (the benchmark's baseline)
+SHARE_FOR_S = 1.0  # a finished read stays on offer this long (to sockets whose hint came before it began)
+# A part unchanged since this socket last sent it is left out of a push, but sent again after this long anyway:
+# an htmx answer (a query, a refused command) may have swapped it on the page meanwhile without the socket knowing.
+RESEND_AFTER_S = 5.0
+_STAMP = re.compile(r' data-stamp="\d*"')
+T = TypeVar("T")
 
-    One call on one thread: the session check and the render share a database connection and a thread hop.
-    """
-    sandbox = sandbox_for_session_key(session_key)
-    if sandbox is None:
-        return Push(None)
-    sandbox_id = sandbox.pk
-    with_panel = sandbox_id != known_sandbox_id
+
+class Shared:
+    """Reads begun on one event loop, each offered to every caller whose hint arrived before it began."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.entries: dict[Any, tuple[float, asyncio.Future[Any]]] = {}
+
+    def get(self, key: Any, not_before: float, start: Callable[[], Awaitable[T]]) -> asyncio.Future[T]:
+        entry = self.entries.get(key)
+        if SHARED_PUSHES and entry is not None and entry[0] >= not_before:
+            return entry[1]
+        future: asyncio.Future[T] = asyncio.ensure_future(start())
+        self.entries[key] = (self.loop.time(), future)
+        future.add_done_callback(lambda done: self._expire(key, done))
+        return future
+
+    def _expire(self, key: Any, future: asyncio.Future[Any]) -> None:
+        def drop() -> None:
+            if (entry := self.entries.get(key)) is not None and entry[1] is future:
+                del self.entries[key]
+
+        if future.cancelled() or future.exception() is not None:
+            drop()  # a failure is never offered to a later push
+        else:
+            self.loop.call_later(SHARE_FOR_S, drop)
+
+
+_SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Shared] = weakref.WeakKeyDictionary()
+
+
+def shared() -> Shared:
+    """This event loop's shared reads (one loop serves every socket of a daphne process)."""
+    loop = asyncio.get_running_loop()
+    if (found := _SHARED.get(loop)) is None:
+        found = _SHARED[loop] = Shared(loop)
+    return found
+
+
+class Render:
+    """One read of a sandbox's panel (lab_state), each of its parts rendered once, on a push thread, on demand."""
+
+    def __init__(self, panel: Panel) -> None:
+        self.panel = panel
+        self.parts: dict[str, asyncio.Future[dict[str, tuple[str, str]]]] = {}
+
+    async def html(self, names: tuple[str, ...]) -> list[tuple[str, str, str]]:
+        """(name, html, html without its stamps) of each part, rendered by whichever socket asked for it first."""
+        missing = tuple(n for n in names if n not in self.parts)
+        if missing:
+            batch = asyncio.ensure_future(_in_thread(render_each)(self.panel, missing))
+            self.parts.update(dict.fromkeys(missing, batch))
+            batch.add_done_callback(lambda done: self._forget_failed(missing, done))
+        out = []
+        for name in names:
+            html, bare = (await asyncio.shield(self.parts[name]))[name]
+            out.append((name, html, bare))
+        return out
+
+    def _forget_failed(self, names: tuple[str, ...], batch: asyncio.Future[Any]) -> None:
+        if batch.cancelled() or batch.exception() is not None:
+            for name in names:
+                if self.parts.get(name) is batch:
+                    del self.parts[name]
+
+
+def render_each(panel: Panel, names: tuple[str, ...]) -> dict[str, tuple[str, str]]:
+    rendered = {}
+    for name in names:
+        html = render_parts(panel, (name,))
+        rendered[name] = (html, _STAMP.sub("", html))
+    return rendered
+
+
+def read_panel(sandbox: Sandbox) -> Render:
     # Pushes reach only pages running JavaScript, at their own URL: an empty `next` makes every link and form
     # action in the partials relative to that page (the socket is never told which page it serves). The
     # sandbox row was just read, so the panel need not read it again.
-    panel = build_panel(None, sandbox, next_url="", sandbox_is_fresh=True)
-    if with_panel:
-        return Push(sandbox_id, render_parts(panel, MOVED_PARTS))
-    if read_side_only:
-        return Push(sandbox_id, render_parts(panel, READ_SIDE_PARTS))
-    if in_one_frame:
-        return Push(sandbox_id, render_parts(panel, LIVE_PARTS))
-    return Push(sandbox_id, render_parts(panel, [p for p in LIVE_PARTS if p not in LATER_PARTS]), later=panel)
+    return Render(build_panel(None, sandbox, next_url="", sandbox_is_fresh=True))
 
 
-def render_later(panel: Panel) -> str:
-    return render_parts(panel, LATER_PARTS)
+def per_socket_html(panel: Panel) -> str:
+    return render_parts(dataclasses.replace(panel, command_id=uuid.uuid4().hex), PER_SOCKET_PARTS)
 
 
 # Pushes render on their own threads, not on asgiref's one shared thread where every sync view runs: there a
@@ -138,6 +223,8 @@ class LabConsumer(AsyncWebsocketConsumer):
         self._awaited_read_version = 0  # a command's version whose projection the next push waits for
         self._projected_version = 0  # the highest read version a "projected" hint has named (this sandbox)
         self._projection_arrived = asyncio.Event()
+        self._hinted_at = 0.0  # (loop time) when the latest hint arrived: its push needs a read begun after it
+        self._sent: dict[str, tuple[str, float]] = {}  # part -> (its html without stamps, when) as last sent
         session = self.scope.get("session")
         self.session_key = getattr(session, "session_key", None)
         self.sandbox_id = await database_sync_to_async(current_sandbox_id)(self.session_key)
@@ -164,6 +251,7 @@ class LabConsumer(AsyncWebsocketConsumer):
         # Only mark the page out of date; one loop per socket turns any number of hints into few pushes.
         reason = str(event.get("reason", ""))
         self._reasons.add(reason)
+        self._hinted_at = asyncio.get_running_loop().time()
         if reason == "projected":
             self._projected_version = max(self._projected_version, int(event.get("read_version") or 0))
         elif reason == "command" and event.get("projects_at_once"):
@@ -200,32 +288,51 @@ class LabConsumer(AsyncWebsocketConsumer):
             # Hints arriving from here on (even during this push) make the loop go round once more.
             self._dirty = False
             reasons, self._reasons = self._reasons, set()
+            if not reasons <= DIFFED_REASONS:
+                self._sent.clear()  # a control's htmx answer swapped live parts on the page: send them all again
             await self._push(read_side_only=reasons <= READ_SIDE_REASONS)
 
     async def _push(self, *, read_side_only: bool = False, in_one_frame: bool = False) -> None:
         async with self._push_lock:
+            loop = asyncio.get_running_loop()
+            # A (re)connecting page's first push reads a state begun after the socket joined its group.
+            not_before = loop.time() if in_one_frame else self._hinted_at
             try:
-                push = await _in_thread(render_push)(
-                    self.session_key, self.sandbox_id, read_side_only=read_side_only, in_one_frame=in_one_frame
-                )
+                sandbox = await shared().get(("session", self.session_key), not_before,
+                                             lambda: _in_thread(sandbox_for_session_key)(self.session_key))  # fmt: skip
             except Exception:
-                log.exception("rendering a push for sandbox %s failed", self.sandbox_id)
+                log.exception("reading the session for a push to sandbox %s failed", self.sandbox_id)
                 return
-            sandbox_id = push.sandbox_id
-            if sandbox_id is None:
+            if sandbox is None:
                 await self.close(code=CLOSE_NO_SESSION)
                 return
-            if sandbox_id != self.sandbox_id:
+            moved = sandbox.pk != self.sandbox_id
+            if moved:
                 # The learner reset the sandbox in another tab: follow the session to the new one.
                 await self.channel_layer.group_discard(self.group, self.channel_name)
-                self.sandbox_id, self.group = sandbox_id, group_name(sandbox_id)
+                self.sandbox_id, self.group = sandbox.pk, group_name(sandbox.pk)
                 self._projected_version = 0  # a new stream counts from v0 again
+                self._sent.clear()
                 await self.channel_layer.group_add(self.group, self.channel_name)
-            await self.send(text_data=push.html)
-            if push.later is not None:
-                try:
-                    html = await _in_thread(render_later)(push.later)
-                except Exception:
-                    log.exception("rendering a push for sandbox %s failed", sandbox_id)
-                    return
-                await self.send(text_data=html)
+            try:
+                render = await shared().get(("panel", sandbox.pk), not_before, lambda: _in_thread(read_panel)(sandbox))
+                for names in frames(moved=moved, read_side_only=read_side_only, in_one_frame=in_one_frame):
+                    html = self._unsent(await render.html(names), loop.time())
+                    if moved:
+                        html += "\n" + per_socket_html(render.panel)
+                    if html:
+                        await self.send(text_data=html)
+            except Exception:
+                log.exception("rendering a push for sandbox %s failed", sandbox.pk)
+
+    def _unsent(self, parts: list[tuple[str, str, str]], now: float) -> str:
+        """The parts this page lacks: each one not sent as it is now by this socket (within RESEND_AFTER_S). A
+        socket's first push, and each after a control's hint, finds nothing remembered and sends them all."""
+        chunks = []
+        for name, html, bare in parts:
+            last = self._sent.get(name)
+            if SHARED_PUSHES and last is not None and last[0] == bare and now - last[1] < RESEND_AFTER_S:
+                continue
+            self._sent[name] = (bare, now)
+            chunks.append(html)
+        return "\n".join(chunks)

@@ -89,6 +89,13 @@ async def until(communicator: WebsocketCommunicator, predicate, timeout: float =
             return message
 
 
+@pytest.fixture
+def every_part_every_push(monkeypatch):
+    """For tests of which parts a hint's push renders: their hints are made up and change nothing, and a push
+    leaves out the parts its socket already sent unchanged (until RESEND_AFTER_S), so re-send every part."""
+    monkeypatch.setattr(consumers, "RESEND_AFTER_S", 0.0)
+
+
 async def _sandbox_of(session_key: str) -> Sandbox:
     return await in_thread(
         lambda: Sandbox.objects.filter(session_key=session_key, retired_at__isnull=True).latest("created_at")
@@ -173,6 +180,7 @@ async def test_an_idle_socket_on_redis_still_receives_the_next_push():
     await idle_tab.disconnect()
 
 
+@pytest.mark.usefixtures("every_part_every_push")
 async def test_projector_progress_pushes_only_the_read_side_and_a_command_pushes_everything_log_last():
     client, key = await learner()
     communicator = await connected(key)
@@ -190,6 +198,7 @@ async def test_projector_progress_pushes_only_the_read_side_and_a_command_pushes
     await communicator.disconnect()
 
 
+@pytest.mark.usefixtures("every_part_every_push")
 async def test_at_lag_zero_a_commands_push_waits_for_its_projection_and_shows_both_models_at_once():
     _, key = await learner()
     communicator = await connected(key)
@@ -204,6 +213,7 @@ async def test_at_lag_zero_a_commands_push_waits_for_its_projection_and_shows_bo
     await communicator.disconnect()
 
 
+@pytest.mark.usefixtures("every_part_every_push")
 async def test_a_projection_hint_that_overtook_the_commands_hint_is_not_waited_for(monkeypatch):
     monkeypatch.setattr(consumers, "PROJECTION_WAIT_S", 10.0)  # a held push would show as a 10 s wait
     _, key = await learner()
@@ -218,6 +228,7 @@ async def test_a_projection_hint_that_overtook_the_commands_hint_is_not_waited_f
     await communicator.disconnect()
 
 
+@pytest.mark.usefixtures("every_part_every_push")
 async def test_a_projection_that_does_not_come_delays_a_commands_push_only_briefly():
     _, key = await learner()
     communicator = await connected(key)
@@ -302,3 +313,69 @@ async def test_a_push_after_the_session_ended_closes_the_socket():
     await apublish(sandbox.pk, "projected")
     closed = await communicator.receive_output(timeout=5)
     assert closed == {"type": "websocket.close", "code": 4401}
+
+
+def parts(html: str) -> set[str]:
+    return set(re.findall(r'<\w+[^>]* id="(lab-[\w-]+)"[^>]*hx-swap-oob', html))
+
+
+async def test_a_push_carries_only_the_parts_that_changed_and_a_later_socket_gets_them_all():
+    client, key = await learner()
+    first = await connected(key)
+    sandbox = await _sandbox_of(key)
+    await apublish(sandbox.pk, "projected", read_version=0)  # nothing changed: only the versions (and the clock)
+    assert parts(await first.receive_from(timeout=5)) == {"lab-versions"}
+    await post(client, "/lab/command/", {"kind": "deposit", "amount": "5"})
+    pushed = await until(first, lambda m: version(m, "write-version") == 1)
+    assert {"lab-write-model", "lab-expected-version", "lab-summary"} <= parts(pushed)
+    assert "lab-rebuild" not in parts(pushed) and "lab-retro" not in parts(pushed)  # unchanged: left out
+    assert "lab-event-log" in parts(await first.receive_from(timeout=5))  # the log changed too (its own frame)
+    later = socket(key)
+    await later.connect()
+    assert parts(await later.receive_from(timeout=5)) == set(consumers.LIVE_PARTS)  # a new page gets everything
+    await first.disconnect()
+    await later.disconnect()
+
+
+async def test_a_controls_hint_sends_every_part_again():
+    # Its htmx answer swapped live parts on the page, which the socket cannot know: it forgets what it sent.
+    _, key = await learner()
+    communicator = await connected(key)
+    sandbox = await _sandbox_of(key)
+    await apublish(sandbox.pk, "settings")
+    received = [await communicator.receive_from(timeout=5), await communicator.receive_from(timeout=5)]
+    assert set().union(*map(parts, received)) == set(consumers.LIVE_PARTS)
+    await communicator.disconnect()
+
+
+async def test_the_sockets_of_a_sandbox_share_one_read_and_render_per_hint(monkeypatch):
+    reads = []
+
+    def counted(sandbox):
+        reads.append(sandbox.pk)
+        return read_panel(sandbox)
+
+    read_panel = consumers.read_panel
+    _, key = await learner()
+    tabs = [await connected(key) for _ in range(20)]
+    sandbox = await _sandbox_of(key)
+    monkeypatch.setattr(consumers, "read_panel", counted)
+    await apublish(sandbox.pk, "projected", read_version=0)
+    pushes = [await tab.receive_from(timeout=5) for tab in tabs]
+    assert len(set(pushes)) == 1  # the very same HTML for every tab
+    # One read for the 20 sockets (a socket whose hint arrived after the read began would make its own: the
+    # in-memory layer delivers a hint to every socket before any push starts).
+    assert len(reads) == 1, reads
+    for tab in tabs:
+        await tab.disconnect()
+
+
+async def test_two_tabs_moved_by_a_reset_get_command_ids_of_their_own():
+    client, key = await learner()
+    tabs = [await connected(key) for _ in range(2)]
+    await post(client, "/lab/reset/", {})
+    moved = [await until(tab, lambda m: 'id="lab-command-id"' in m) for tab in tabs]
+    ids = [re.search(r'id="lab-command-id" name="command_id" value="(\w+)"', m).group(1) for m in moved]
+    assert ids[0] != ids[1]
+    for tab in tabs:
+        await tab.disconnect()
