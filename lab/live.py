@@ -9,8 +9,13 @@ would re-read the old state, and a projector woken too early would find nothing 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import concurrent.futures
 import logging
+import os
 import threading
+import time
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from asgiref.sync import async_to_sync
@@ -47,8 +52,68 @@ async def apublish(sandbox_id: object, reason: str, **fields: Any) -> None:
 
 
 def publish(sandbox_id: object, reason: str, **fields: Any) -> None:
-    """From synchronous code (views, management commands). Call it after the transaction committed."""
-    async_to_sync(apublish)(sandbox_id, reason, **fields)
+    """From synchronous code (views, management commands). Call it after the transaction committed.
+
+    Across processes (Redis) it never waits: the hint goes out from the hint thread (`in_background`), so a hung
+    Redis costs the hint, not the learner's command (each command waited the whole HINT_TIMEOUT_S). The in-memory
+    layer's queues belong to the server's event loop, so there the hint is sent from it, as before (never slow).
+    """
+    if settings.REDIS_URL:
+        in_background(apublish, sandbox_id, reason, **fields)
+    else:
+        async_to_sync(apublish)(sandbox_id, reason, **fields)
+
+
+# --- Hints from synchronous code, without waiting ------------------------------------------------------
+
+MAX_HINTS_IN_FLIGHT = 500  # past this many unfinished hints (a hung layer), new ones are dropped: memory stays flat
+_HINTS_LOCK = threading.Lock()
+_hint_loop: asyncio.AbstractEventLoop | None = None
+_hints_in_flight = 0
+
+
+def _running_hint_loop() -> asyncio.AbstractEventLoop:
+    global _hint_loop
+    with _HINTS_LOCK:
+        if _hint_loop is None or _hint_loop.is_closed():
+            _hint_loop = asyncio.new_event_loop()
+            threading.Thread(target=_hint_loop.run_forever, name="reqflow-hints", daemon=True).start()
+        return _hint_loop
+
+
+def _hint_done(_: concurrent.futures.Future[None]) -> None:
+    global _hints_in_flight
+    with _HINTS_LOCK:
+        _hints_in_flight -= 1
+
+
+def in_background(send: Callable[..., Coroutine[Any, Any, None]], *args: Any, **kwargs: Any) -> None:
+    """Run `send(*args, **kwargs)`, a bounded hint that never raises, on the hint thread's loop; do not wait."""
+    global _hints_in_flight
+    with _HINTS_LOCK:
+        if _hints_in_flight >= MAX_HINTS_IN_FLIGHT:
+            log.debug("%d hints in flight: dropping one (the channel layer is not answering)", _hints_in_flight)
+            return
+        _hints_in_flight += 1
+    future = asyncio.run_coroutine_threadsafe(send(*args, **kwargs), _running_hint_loop())
+    future.add_done_callback(_hint_done)
+
+
+def _flush_hints(timeout_s: float = HINT_TIMEOUT_S + 0.5) -> None:
+    """At exit (a management command's last hint), give the hints in flight their bounded time to go out."""
+    deadline = time.monotonic() + timeout_s
+    while _hints_in_flight > 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _forget_hint_loop_after_fork() -> None:
+    # A forked child (a test's live server) inherits the loop object but not the thread that runs it.
+    global _hint_loop, _hints_in_flight
+    _hint_loop, _hints_in_flight = None, 0
+
+
+atexit.register(_flush_hints)
+os.register_at_fork(after_in_child=_forget_hint_loop_after_fork)
 
 
 def after_commit(sandbox_id: object, reason: str, *, wake: bool = True, **fields: Any) -> None:
@@ -122,4 +187,4 @@ def send_wakeup(sandbox_id: object) -> None:
         _PENDING_SENDS.add(task)  # a strong reference until it is done: the loop keeps only a weak one
         task.add_done_callback(_PENDING_SENDS.discard)
     else:
-        async_to_sync(send)()
+        in_background(send)
