@@ -112,7 +112,34 @@
       evt.detail.shouldSwap = true;
       evt.detail.isError = false;
     }
+    // The database could not answer (503): keep the page as it is, say why where the answer would have gone
+    // (never over the whole panel), and ask for the state again once Retry-After has passed.
+    if (status === 503) {
+      evt.detail.shouldSwap = false;
+      var said = new DOMParser().parseFromString(evt.detail.serverResponse || "", "text/html").body.textContent;
+      said = (said || "").replace(/\s+/g, " ").trim() || "The database is unavailable; retrying shortly.";
+      var into = evt.detail.target;
+      if (into && into.id !== "lab" && into.id !== "lab-poller") {
+        into.className = "lab-result lab-result--bad";
+        into.textContent = "✗ " + said;
+      }
+      setLiveStatus("retrying", said);
+      retryStateAfter(Number(evt.detail.xhr.getResponseHeader("Retry-After")) || 5);
+    }
   });
+
+  var stateRetry = null;
+  function retryStateAfter(seconds) {
+    if (stateRetry || !window.htmx || !lab()) return;
+    stateRetry = window.setTimeout(function () {
+      stateRetry = null;
+      window.htmx.ajax("GET", lab().dataset.stateUrl, { source: lab(), target: lab(), swap: "none" }).then(function () {
+        if (stateRetry) return; // answered 503 again: the next retry is already set
+        if (socketOpen) setLiveStatus("live", "Live: updates arrive as they happen.");
+        else if ($("lab-poller")) setLiveStatus("polling", "Live connection unavailable: refreshing every second instead.");
+      });
+    }, Math.min(seconds, 300) * 1000);
+  }
 
   // ---- live connection status and the polling fallback ------------------------------------------------
   function setLiveStatus(kind, text) {
