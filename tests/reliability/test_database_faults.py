@@ -61,10 +61,18 @@ def serving(tmp_path: Path, db: Path, **env: str) -> Iterator[tuple[Site, Learne
         site.stop()
 
 
-def assert_honest_503s(site: Site, learner: Learner, kind: str, words: str) -> None:
-    """N commands and N page views: each a 503 with Retry-After saying `words`; one log line for them all."""
+def assert_honest_503s(site: Site, learner: Learner, kind: str, words: str, *, fits: bool = False) -> int:
+    """N commands and N page views: each a 503 with Retry-After saying `words`; one log line for them all.
+
+    With `fits`, a command may also succeed (200): on a full disk the space that failed writes left allocated in
+    the WAL file can hold a later, smaller commit (about 1 in 400 here). Returns how many succeeded; the caller
+    checks that each of those was appended whole."""
+    done = 0
     for _ in range(N):
         answer = learner.deposit("7")
+        if fits and answer.status == 200:
+            done += 1
+            continue
         assert answer.status == 503, answer.body[:500]
         assert int(answer.headers["Retry-After"]) > 0
         assert words in answer.body and 'id="lab-command-result"' in answer.body  # shown in the slot it targeted
@@ -72,7 +80,12 @@ def assert_honest_503s(site: Site, learner: Learner, kind: str, words: str) -> N
         if page.status != 200:  # reads may still work (a locked WAL database): then the page is fine as it is
             assert page.status == 503 and "Retry-After" in page.headers
             assert words in page.body and "503" in page.body
+    newcomer = Learner(site.base).get("/lab/")  # a new visitor's page was a 400 (a session it could not save)
+    assert newcomer.status in (200, 503), newcomer.body[:500]
+    assert newcomer.status == 200 or (words in newcomer.body and "Retry-After" in newcomer.headers)
     assert_one_line(site.log(), f"database {kind}: answering 503")
+    assert done <= N // 2, f"{done} of {N} commands succeeded on a {kind} database"
+    return done
 
 
 def assert_one_line(log: str, message: str) -> None:
@@ -134,13 +147,13 @@ def test_a_full_disk_is_a_503_and_nothing_is_half_written(tmp_path, template_db)
                 while True:
                     out.write(b"\0" * 4096)
                     out.flush()
-            assert_honest_503s(site, learner, "full", "disk is full")
+            done = assert_honest_503s(site, learner, "full", "disk is full", fits=True)
             filler.unlink()
-            assert count_events(db) == before
+            assert count_events(db) == before + done  # each 503 appended nothing, each 200 its whole event
             with sqlite3.connect(db) as check:
                 assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
             assert learner.deposit("9").status == 200
-            assert count_events(db) == before + 1
+            assert count_events(db) == before + done + 1
 
 
 def test_an_unreachable_postgresql_is_a_503_for_every_page_with_one_log_line(tmp_path):
