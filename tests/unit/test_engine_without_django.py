@@ -13,7 +13,13 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-ENGINE_MODULES = sorted(f"lab.engine.{path.stem}" for path in (ROOT / "lab" / "engine").glob("[!_]*.py"))
+ENGINE = ROOT / "lab" / "engine"
+# Every module under lab/engine, subpackages (lab.engine.domains) and their modules included.
+ENGINE_MODULES = sorted(
+    ".".join(("lab", "engine", *path.relative_to(ENGINE).with_suffix("").parts)).removesuffix(".__init__")
+    for path in ENGINE.rglob("*.py")
+    if path.parent != ENGINE or path.name != "__init__.py"
+)
 
 # Runs in a fresh `python -I` (no PYTHONPATH, no user site, not even the current directory on sys.path).
 SCRIPT = r"""
@@ -82,6 +88,24 @@ try:
 except ConcurrencyError as exc:
     conflict = type(exc).__name__
 
+from lab.engine.domains import DOMAINS
+from lab.engine.domains.document import Insert
+from lab.engine.domains.ledger import OpenAccount
+from lab.engine.domains.orderbook import PlaceOrder
+
+first = {
+    "ledger": OpenAccount("alice"),
+    "orderbook": PlaceOrder("o1", "buy", 100, 2),
+    "document": Insert("a", 0, 0, "hi"),
+}
+domains = {}
+for name, command in first.items():
+    domain = DOMAINS[name]
+    decided = domain.decide(domain.initial_state(), command)
+    rows = [domain.encode(event) for event in decided]
+    restored = domain.restore(domain.state_to_dict(domain.initial_state()), decided)
+    domains[name] = [rows, [domain.decode(*row) for row in rows] == decided, restored.events_replayed]
+
 print(json.dumps({
     "probes_refused": probes,
     "refused_while_importing": refused,
@@ -99,6 +123,7 @@ print(json.dumps({
     "store": [[e.position, e.version, e.event_type] for e in appended],
     "store_version": store.stream_version("account-1"),
     "conflict": conflict,
+    "domains": domains,
 }))
 """
 
@@ -118,6 +143,8 @@ def run_engine_without_django() -> dict:
 def test_the_engine_has_the_modules_this_test_names():
     expected = ["decider", "messages", "projection", "replay", "snapshots", "store", "upcasting"]
     assert set(ENGINE_MODULES) >= {f"lab.engine.{name}" for name in expected}
+    domains = ["codec", "spec", "ledger", "ledger_views", "orderbook", "orderbook_views", "document", "document_views"]
+    assert set(ENGINE_MODULES) >= {"lab.engine.domains", *(f"lab.engine.domains.{name}" for name in domains)}
 
 
 def test_every_engine_module_imports_with_django_and_every_third_party_package_unavailable():
@@ -157,3 +184,19 @@ def test_without_django_the_engine_decides_folds_encodes_decodes_and_stores():
     assert report["store"] == [[1, 1, "Deposited"], [2, 2, "Withdrew"]]
     assert report["store_version"] == 2
     assert report["conflict"] == "ConcurrencyError"
+
+
+def test_without_django_each_domain_decides_encodes_decodes_and_restores():
+    report = run_engine_without_django()
+    assert report["domains"] == {
+        "ledger": [[["AccountOpened", 1, {"account": "alice"}]], True, 1],
+        "orderbook": [
+            [
+                ["OrderPlaced", 1, {"order_id": "o1", "side": "buy", "price": 100, "quantity": 2}],
+                ["OrderRested", 1, {"order_id": "o1", "side": "buy", "price": 100, "quantity": 2}],
+            ],
+            True,
+            2,
+        ],
+        "document": [[["Inserted", 1, {"tab": "a", "base_version": 0, "position": 0, "text": "hi"}]], True, 1],
+    }
