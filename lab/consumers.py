@@ -30,6 +30,7 @@ from lab.live import group_name
 from lab.models import Sandbox
 from lab.panel import LATER_PARTS, LIVE_PARTS, READ_SIDE_PARTS, Panel, build_panel, render_parts
 from lab.sandboxes import sandbox_for_session_key
+from reqflow.dbfailure import LIVE_AGAIN, SOCKET_RETRY_MAX_S, classify, quiet_log, retrying_status
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +219,7 @@ class LabConsumer(AsyncWebsocketConsumer):
         self._dirty = False
         self._reasons: set[str] = set()
         self._push_lock = asyncio.Lock()
+        self._retry: asyncio.TimerHandle | None = None  # a push the database failed, to try again (_database_failed)
         self._tokens = PUSH_BURST
         self._refilled_at = 0.0
         self._awaited_read_version = 0  # a command's version whose projection the next push waits for
@@ -240,6 +242,8 @@ class LabConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self._push_task is not None:
             self._push_task.cancel()
+        if self._retry is not None:
+            self._retry.cancel()
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -300,8 +304,9 @@ class LabConsumer(AsyncWebsocketConsumer):
             try:
                 sandbox = await shared().get(("session", self.session_key), not_before,
                                              lambda: _in_thread(sandbox_for_session_key)(self.session_key))  # fmt: skip
-            except Exception:
-                log.exception("reading the session for a push to sandbox %s failed", self.sandbox_id)
+            except Exception as exc:
+                if not await self._database_failed(exc):
+                    log.exception("reading the session for a push to sandbox %s failed", self.sandbox_id)
                 return
             if sandbox is None:
                 await self.close(code=CLOSE_NO_SESSION)
@@ -322,8 +327,37 @@ class LabConsumer(AsyncWebsocketConsumer):
                         html += "\n" + per_socket_html(render.panel)
                     if html:
                         await self.send(text_data=html)
-            except Exception:
-                log.exception("rendering a push for sandbox %s failed", sandbox.pk)
+            except Exception as exc:
+                if not await self._database_failed(exc):
+                    log.exception("rendering a push for sandbox %s failed", sandbox.pk)
+                return
+            if self._retry is not None:
+                self._retry.cancel()
+                self._retry = None
+                await self.send(text_data=LIVE_AGAIN)  # the retried push went out: the database is back
+
+    async def _database_failed(self, exc: BaseException) -> bool:
+        """A push the database could not serve (locked, read-only, full, unreachable): keep the socket, tell the page
+        it shows the last known state, log one line per kind (reqflow.dbfailure) and push again shortly. False for
+        any other error."""
+        failure = classify(exc)
+        if failure is None:
+            return False
+        quiet_log.report(failure, exc, "a lab push")
+        await self.send(text_data=retrying_status(failure))
+        if self._retry is not None:
+            self._retry.cancel()
+        delay = min(failure.retry_after_s, SOCKET_RETRY_MAX_S)
+        self._retry = asyncio.get_running_loop().call_later(delay, self._push_again)
+        return True
+
+    def _push_again(self) -> None:
+        # As a hint would (lab_changed): "retry" is not a diffed reason, so the push sends every part again.
+        self._reasons.add("retry")
+        self._hinted_at = asyncio.get_running_loop().time()
+        self._dirty = True
+        if self._push_task is None or self._push_task.done():
+            self._push_task = asyncio.ensure_future(self._push_while_dirty())
 
     def _unsent(self, parts: list[tuple[str, str, str]], now: float) -> str:
         """The parts this page lacks: each one not sent as it is now by this socket (within RESEND_AFTER_S). A

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from django.db import DatabaseError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.template import loader
+from django.utils.html import format_html
 
 from concepts.views import bad_request as plain_bad_request
 from concepts.views import server_error as plain_server_error
@@ -138,3 +139,26 @@ def server_error(request: HttpRequest) -> HttpResponse:
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """handler400: a session that could not be saved because of the database is a 503, not the visitor's fault."""
     return answer(request, exception, request.path) or plain_bad_request(request, exception)
+
+
+# --- The lab's socket: the status line instead of a push ---------------------------------------------------------
+
+SOCKET_RETRY_MAX_S = 5  # a push is one shared read per sandbox: retry it sooner than a page's Retry-After
+
+
+def live_status_html(state: str, text: str) -> str:
+    """The lab's live status line (templates/lab/panel.html, #lab-live-status) as an out-of-band swap."""
+    return format_html(
+        '<p id="lab-live-status" class="lab__live-status" role="status" data-live-status data-state="{}" '
+        'hx-swap-oob="true"><span class="lab__live-dot" aria-hidden="true"></span>'
+        "<span data-live-text>{}</span></p>",
+        state, text,
+    )  # fmt: skip
+
+
+def retrying_status(failure: Failure) -> str:
+    delay = min(failure.retry_after_s, SOCKET_RETRY_MAX_S)
+    return live_status_html("retrying", f"{failure.message} Showing the last known state; retrying in {delay} s.")
+
+
+LIVE_AGAIN = live_status_html("live", "Live: updates arrive as they happen.")
