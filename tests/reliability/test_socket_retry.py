@@ -21,7 +21,7 @@ from websockets.sync.client import ClientConnection, connect
 from lab.live import group_name, message
 from tests.reliability.live import Learner, Site
 
-pytestmark = [pytest.mark.backend, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.backend, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
 
 def allow_connections(allowed: bool) -> None:
