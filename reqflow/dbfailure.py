@@ -17,12 +17,12 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db import DatabaseError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.template import loader
+from django.utils.deprecation import MiddlewareMixin
 from django.utils.html import format_html
 
 from concepts.views import bad_request as plain_bad_request
@@ -118,14 +118,9 @@ def answer(request: HttpRequest, exc: BaseException | None, where: str) -> HttpR
     return unavailable_response(request, failure)
 
 
-class DatabaseFailureMiddleware:
-    """A view that met a database it cannot use answers 503 instead of 500."""
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)
+class DatabaseFailureMiddleware(MiddlewareMixin):
+    """A view that met a database it cannot use answers 503 instead of 500. Sync and async (MiddlewareMixin): a
+    sync-only middleware would make Django run the async views (the lab's query) through a thread."""
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         return answer(request, exception, request.path)

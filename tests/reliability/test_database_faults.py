@@ -168,6 +168,8 @@ def test_an_unreachable_postgresql_is_a_503_for_every_page_with_one_log_line(tmp
             fragment = learner.get("/lab/state/", htmx=True)
             assert fragment.status == 503 and "cannot be reached" in fragment.body
             assert fragment.body.startswith('<div id="lab-command-result"')
+            asked = learner.get("/lab/query/", htmx=True)  # an async view: the same 503
+            assert asked.status == 503 and "cannot be reached" in asked.body and "Retry-After" in asked.headers
         assert_one_line(site.log(), "database unavailable: answering 503")
     finally:
         site.stop()
