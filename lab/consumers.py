@@ -26,6 +26,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import connections
+
 from lab.live import group_name
 from lab.models import Sandbox
 from lab.panel import LATER_PARTS, LIVE_PARTS, READ_SIDE_PARTS, Panel, build_panel, render_parts
