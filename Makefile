@@ -53,7 +53,7 @@ test: $(VENV)/.dev-installed /usr/bin/chromium node_modules/.installed
 	$(MAKE) --no-print-directory lint
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
-	$(VENV)/bin/pytest -p no:cacheprovider -m "not redis"
+	$(VENV)/bin/pytest -p no:cacheprovider -m "not redis and not postgres"
 	$(MAKE) --no-print-directory test-postgres
 
 # The same store, projector and socket tests, again on PostgreSQL and Redis (the scaled-out mode).
