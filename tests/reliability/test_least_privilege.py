@@ -28,7 +28,7 @@ INSERT_EVENT = """INSERT INTO concepts_storedevent (sandbox_id, stream_id, versi
 @pytest.fixture
 def app_role():
     if not settings.IS_POSTGRES:
-        pytest.skip("roles are PostgreSQL's: `make test-postgres` runs this test")  # make test's SQLite pass deselects it
+        pytest.skip("roles are PostgreSQL's: `make test-postgres` runs this test")
     role = f"reqflow_fail_app_{uuid.uuid4().hex[:8]}"
     call_command("grant_app_role", role=role, password=PASSWORD)
     yield role
@@ -83,7 +83,7 @@ def test_the_app_role_reads_and_appends_but_cannot_touch_the_schema_or_the_trigg
 
 def test_grant_app_role_refuses_a_bad_name_and_the_owner_itself():
     if not settings.IS_POSTGRES:
-        pytest.skip("roles are PostgreSQL's: `make test-postgres` runs this test")  # make test's SQLite pass deselects it
+        pytest.skip("roles are PostgreSQL's: `make test-postgres` runs this test")
     with pytest.raises(CommandError, match="lower-case SQL name"):
         call_command("grant_app_role", role='x"; DROP TABLE y; --')
     with connection.cursor() as cur:
