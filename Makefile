@@ -42,7 +42,7 @@ run: $(VENV)/.installed
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v 0
 	@echo "Reqflow is at http://127.0.0.1:$(PORT)/  (Ctrl-C stops it)"
-	$(VENV)/bin/daphne -b 127.0.0.1 -p $(PORT) --websocket-max-message-size 65536 reqflow.asgi:application
+	$(VENV)/bin/daphne -b 127.0.0.1 -p $(PORT) --websocket-max-message-size 65536 --http-timeout 60 --websocket_connect_timeout 5 --ping-interval 20 --ping-timeout 30 reqflow.asgi:application
 
 # nginx on PORT in front of two daphne processes (PORT+1, PORT+2) and two projector workers, on PostgreSQL and Redis:
 # DATABASE_URL and REDIS_URL when set, else the local servers, else throwaway ones in .cluster/ (docs/deploy.md).

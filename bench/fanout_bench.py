@@ -29,9 +29,11 @@ WRITE_VERSION = re.compile(r'data-testid="write-version">(\d+)<')
 
 def run(tmpdir: pathlib.Path) -> dict[str, float]:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    # REQFLOW_TESTING: plain static storage, since a fresh clone has no collectstatic manifest.
+    # REQFLOW_TESTING: plain static storage, since a fresh clone has no collectstatic manifest. The socket caps: 200
+    # pages of one sandbox are far past what one session may hold open (lab.sockets).
     env.update(SQLITE_PATH=str(pathlib.Path(tmpdir) / "fanout.sqlite3"), DJANGO_SETTINGS_MODULE="reqflow.settings",
-               LOG_LEVEL="WARNING", EMBEDDED_PROJECTOR="0", REQFLOW_TESTING="1")  # fmt: skip
+               LOG_LEVEL="WARNING", EMBEDDED_PROJECTOR="0", REQFLOW_TESTING="1",
+               LAB_MAX_SOCKETS_PER_SESSION=str(SOCKETS), LAB_MAX_SOCKETS_PER_ADDRESS=str(SOCKETS))  # fmt: skip
     done = subprocess.run([sys.executable, str(pathlib.Path(__file__).resolve()), "--child"], cwd=ROOT, env=env,
                           capture_output=True, text=True, check=False)  # fmt: skip
     if done.returncode != 0:

@@ -23,10 +23,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from django.db import connections
+from django.template.loader import render_to_string
 
+from lab import sockets
+from lab.clients import address_group, browser_key
 from lab.live import group_name
 from lab.models import Sandbox
 from lab.panel import LATER_PARTS, LIVE_PARTS, READ_SIDE_PARTS, Panel, build_panel, render_parts
@@ -54,7 +57,12 @@ PROJECTION_WAIT_S = 0.05
 # library refuses 1008 from an application, which turned every client frame into a traceback and a 1011 close.
 CLOSE_CLIENT_FRAME = 4400
 CLOSE_NO_SESSION = 4401  # the session ended (logout, expiry) while the socket was open
-CLOSE_NO_SANDBOX = 4403
+CLOSE_NO_SANDBOX = 4403  # neither a sandbox nor a browser to wait for one (no CSRF cookie: no page of ours opened it)
+# The page had no sandbox and no session when it opened; now it has both: lab.js reconnects at once, with the cookie.
+CLOSE_RECONNECT = 4012
+# More lab pages open than LAB_MAX_SOCKETS_PER_SESSION (or _PER_ADDRESS): this, the oldest, was closed. Its page shows
+# why (the push before the close) and neither polls nor reconnects.
+CLOSE_TOO_MANY_PAGES = 4429
 
 
 def current_sandbox_id(session_key: str | None) -> Any:
@@ -230,23 +238,55 @@ class LabConsumer(AsyncWebsocketConsumer):
         self._sent: dict[str, tuple[str, float]] = {}  # part -> (its html without stamps, when) as last sent
         session = self.scope.get("session")
         self.session_key = getattr(session, "session_key", None)
-        self.sandbox_id = await database_sync_to_async(current_sandbox_id)(self.session_key)
-        if self.sandbox_id is None:
+        self.browser = browser_key(self.scope.get("cookies", {}).get(settings.CSRF_COOKIE_NAME))
+        # On the push threads, not asgiref's one shared thread: a burst of connects must not queue behind views.
+        self.sandbox_id = await _in_thread(current_sandbox_id)(self.session_key)
+        if self.sandbox_id is None and not self.browser:
             await self.close(code=CLOSE_NO_SANDBOX)
             return
-        self.group = group_name(self.sandbox_id)
+        # A page shown before its visitor had a sandbox waits in its browser's group for the first one (lab.sockets).
+        self.group = group_name(self.sandbox_id) if self.sandbox_id is not None else sockets.browser_group(self.browser)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        # A (re)connecting page may have missed anything: send the whole current state at once.
-        await self._push(in_one_frame=True)
+        client = self.scope.get("client") or [None]
+        for eviction in sockets.REGISTRY.add(
+            self.channel_name, session=self.session_key or self.browser, address=address_group(client[0])
+        ):
+            await sockets.send_eviction(self.channel_layer, eviction)
+        if self.sandbox_id is not None:
+            # A (re)connecting page may have missed anything: send the whole current state at once.
+            await self._push(in_one_frame=True)
 
     async def disconnect(self, code: int) -> None:
+        sockets.REGISTRY.remove(self.channel_name)
         if self._push_task is not None:
             self._push_task.cancel()
         if self._retry is not None:
             self._retry.cancel()
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def lab_created(self, event: dict[str, Any]) -> None:
+        """The visitor's first sandbox exists now (lab.sockets.announce): follow the session to it, as after a reset
+        in another tab. A page opened without a session cannot see that session: it reconnects."""
+        if self.sandbox_id is not None:
+            return
+        if not self.session_key:
+            await self.close(code=CLOSE_RECONNECT)
+            return
+        await self.lab_changed({"reason": "created"})
+
+    async def lab_evicted(self, event: dict[str, Any]) -> None:
+        """Too many lab pages open (lab.sockets): this, the oldest, says why on its page and closes."""
+        eviction = sockets.Eviction(self.channel_name, int(event.get("limit") or 0), str(event.get("per") or ""))
+        if self._push_task is not None:
+            self._push_task.cancel()
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+            self.group = None
+        html = render_to_string(sockets.CLOSED_TEMPLATE, {"message": sockets.closed_message(eviction)})
+        await self.send(text_data=html)
+        await self.close(code=CLOSE_TOO_MANY_PAGES)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # Commands travel as POSTs with CSRF; a frame from the client is never expected.

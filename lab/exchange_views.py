@@ -16,10 +16,11 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.views.decorators.http import require_GET, require_POST
 
 from lab import exchange, forms, modes, sandboxes, views
+from lab.answers import _back, _first_error, _htmx_response, _next, _page, creates_sandbox
 from lab.models import Sandbox
 from lab.panel import FLASH_KEY, build_panel, render_parts
 from lab.types import count
-from lab.views import RESET_ANCHOR, RESET_SLOT, _back, _first_error, _htmx_response, _next, _page, _tell_other_tabs
+from lab.views import RESET_ANCHOR, RESET_SLOT, _tell_other_tabs
 from reqflow.http import HtmxHttpRequest
 
 RESULT_SLOT = RESET_SLOT  # where an import or a mode switch answers: the same slot (and Undo) as a reset
@@ -28,7 +29,7 @@ RESULT_ANCHOR = RESET_ANCHOR
 
 def refused_in_state_only(request: HtmxHttpRequest, feature: str) -> HttpResponse | None:
     """A 409 with the reason when the request's sandbox runs state-only and `feature` needs a log; else None."""
-    sandbox = sandboxes.sandbox_for_request(request)
+    sandbox = sandboxes.sandbox_to_show(request)
     if not modes.is_state_only(sandbox):
         return None
     return HttpResponse(modes.UNAVAILABLE[feature], status=409, content_type="text/plain; charset=utf-8")
@@ -55,7 +56,7 @@ def export(request: HtmxHttpRequest) -> HttpResponse:
     refused = refused_in_state_only(request, "export")
     if refused is not None:
         return refused
-    sandbox = sandboxes.sandbox_for_request(request)
+    sandbox = sandboxes.sandbox_to_show(request)
     response = HttpResponse(exchange.export_json(sandbox), content_type="application/json; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{exchange.export_filename()}"'
     response["Cache-Control"] = "no-store"
@@ -63,10 +64,11 @@ def export(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @require_POST
+@creates_sandbox(RESULT_SLOT)
 def import_log(request: HtmxHttpRequest) -> HttpResponse:
     """Import an exported log into a fresh sandbox. A refused file is a 400 naming its first problem, and nothing
     changes (no sandbox, no event)."""
-    sandbox = sandboxes.sandbox_for_request(request)
+    sandbox = sandboxes.sandbox_to_show(request)
     form = forms.ImportForm(request.POST, request.FILES)
     if not form.is_valid():
         return _refusal(request, sandbox, _first_error(form))
@@ -85,9 +87,10 @@ def import_log(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @require_POST
+@creates_sandbox(RESULT_SLOT)
 def switch_mode(request: HtmxHttpRequest) -> HttpResponse:
     """Start a fresh sandbox in the mode asked for (a reset: Undo goes back). The same mode again changes nothing."""
-    sandbox = sandboxes.sandbox_for_request(request)
+    sandbox = sandboxes.sandbox_to_show(request)
     form = forms.ModeForm(request.POST)
     if not form.is_valid():
         return _refusal(request, sandbox, _first_error(form))

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from lab import facts, store
 from lab.models import BALANCE, LARGEST_DEPOSIT, RETRO_GENERATION, Checkpoint, DeadLetter, MissionDone, Sandbox
+from lab.sandboxes import is_blank
 from lab.scenarios import catalog
 from lab.store import EventTally
 from lab.tools import CORE_TOOLS
@@ -132,10 +133,13 @@ MISSION_IDS = tuple(m.id for m in MISSIONS)
 
 def mission_progress(sandbox: Sandbox) -> MissionProgress:
     """Each mission with whether it is done (its check holds now, or it was met before by this account or browser
-    session), the one to do next, and the tools the page shows. Records missions met for the first time."""
-    situation, met_before = _situation(sandbox)
+    session), the one to do next, and the tools the page shows. Records missions met for the first time; a blank
+    sandbox (none created yet: lab.sandboxes.sandbox_to_show) records nothing and shows what its owner met before."""
+    blank = is_blank(sandbox)
+    situation, met_before = _blank_situation(sandbox) if blank else _situation(sandbox)
     done = {m.id for m in MISSIONS if m.id in met_before or m.check(situation)}
-    _remember(situation, done - met_before)
+    if not blank:
+        _remember(situation, done - met_before)
     views = tuple(
         MissionView(m.id, n, m.title, m.goal, m.hint, m.id in done, m.tools) for n, m in enumerate(MISSIONS, start=1)
     )
@@ -185,6 +189,30 @@ def _situation(sandbox: Sandbox) -> tuple[Situation, set[str]]:
         now=timezone.now(),
         user_id=row["user_id"],
         session_key=row["session_key"],
+    )
+    return situation, met
+
+
+def _blank_situation(sandbox: Sandbox) -> tuple[Situation, set[str]]:
+    """A sandbox not created yet: its defaults, and the missions its owner (the account, or the browser session)
+    met before; no query at all for a visitor without a session."""
+    user_id, session_key = sandbox.user_id, sandbox.session_key
+    known, met = _facts_and_missions_met(sandbox.pk, user_id, session_key) if user_id or session_key else ({}, set())
+    situation = Situation(
+        tally=EventTally(0, 0, 0, None),
+        read_version=0,
+        retro_version=0,
+        lag_ms=sandbox.lag_ms,
+        schema=sandbox.deposit_schema_version,
+        retro_enabled=sandbox.retro_model_enabled,
+        live_generation=sandbox.live_generation,
+        rebuilding=False,
+        crashed_until=None,
+        skipped_letter=False,
+        facts=known,
+        now=timezone.now(),
+        user_id=user_id,
+        session_key=session_key,
     )
     return situation, met
 

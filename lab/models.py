@@ -38,6 +38,9 @@ class Sandbox(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_active_at = models.DateTimeField(auto_now_add=True, db_index=True)
     retired_at = models.DateTimeField(null=True, blank=True, help_text="Set when a reset replaced it.")
+    # Who started it, for LAB_MAX_SANDBOXES_PER_ADDRESS: a keyed hash of the client's address (an IPv6 /64), never
+    # the address itself. Empty for sandboxes made before it was recorded, and for those a test creates directly.
+    client = models.CharField(max_length=32, blank=True, default="")
 
     lag_ms = models.PositiveIntegerField(default=2000)
     snapshot_interval = models.PositiveIntegerField(default=10)
@@ -64,7 +67,11 @@ class Sandbox(models.Model):
 
     class Meta:
         db_table = "concepts_sandbox"
-        indexes = [models.Index(fields=["user", "retired_at"]), models.Index(fields=["session_key", "retired_at"])]
+        indexes = [
+            models.Index(fields=["user", "retired_at"]),
+            models.Index(fields=["session_key", "retired_at"]),
+            models.Index(fields=["client", "retired_at"]),
+        ]
 
     def __str__(self) -> str:
         return f"sandbox {self.id}"

@@ -91,7 +91,7 @@ def switch_mode(request: HttpRequest, mode: str) -> Sandbox | None:
     """Start a fresh sandbox in `mode` (a reset: Undo brings the current one back). None when the current sandbox
     already runs that mode: nothing changes."""
     mode = check_mode(mode)
-    if sandboxes.sandbox_for_request(request).mode == mode:
+    if sandboxes.sandbox_to_show(request).mode == mode:  # a blank sandbox runs the default mode
         return None
     return sandboxes.reset_sandbox(request, mode=mode)
 

@@ -23,7 +23,7 @@ from django.urls import reverse
 from lab import facts, forms, missions, predictions, queries, share, timeline
 from lab.models import Sandbox
 from lab.panel_text import event_amount, event_json, fold_text
-from lab.sandboxes import UNDO_WINDOW_S, sandbox_for_request, undo_offer
+from lab.sandboxes import UNDO_WINDOW_S, sandbox_to_show, undo_offer
 from lab.tools import TOOLS
 from lab.types import EventPage, LabState, MissionProgress, QueryAnswer, ReplayFrame, TimeTravelView
 
@@ -377,8 +377,9 @@ def _default_next(request: HttpRequest | None) -> str:
 
 def panel_for_page(request: HttpRequest) -> Panel:
     """The panel for a full page (the concept page or the standalone lab page): its per-tab views from the URL,
-    the outcome a no-JavaScript form left in the session, and a query answer when the URL asks for one."""
-    sandbox = sandbox_for_request(request)
+    the outcome a no-JavaScript form left in the session, and a query answer when the URL asks for one. A visitor
+    without a sandbox sees a blank one: a page view creates nothing (lab.sandboxes.sandbox_to_show)."""
+    sandbox = sandbox_to_show(request)
     flash = request.session.pop(FLASH_KEY, None) or {}
     panel = build_panel(
         request,

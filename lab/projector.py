@@ -10,7 +10,8 @@ model. Only after a step's transactions committed does the loop push hints ("pro
 Channels group; pushes are hints (at least once) and the page re-reads, so a lost push loses nothing.
 Scheduling is round-robin with bounded batches, so a busy sandbox gets one batch per turn like everyone else.
 The loop sleeps until the next event falls due, or until a commit wakes it (lab.live.wake_projector), with a
-slow full scan as the fallback.
+slow full scan as the fallback. Every LAB_PURGE_EVERY_S it also purges idle sandboxes (lab.sandboxes), a bounded
+batch at a time, so the store does not grow without a bound in either runtime.
 
 All database work runs on one dedicated thread with its own connection: never on the event loop (which would
 block every socket), and never in asgiref's thread-sensitive executor (where it would queue behind requests).
@@ -41,6 +42,7 @@ from lab.copying import copy_state
 from lab.models import BALANCE, LARGEST_DEPOSIT, RETRO_GENERATION, STATE_ONLY, Sandbox
 from lab.projections import checkpoint, project, sandbox_row
 from lab.rebuild import REBUILD_BATCH, pace, rebuild_step
+from lab.sandboxes import purge_idle_on_schedule
 from lab.store.values import py_uuid
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,8 @@ FALLBACK_POLL_S = 5.0  # only for wake-ups that got lost (another process withou
 MAX_BACKOFF_S = 10.0
 LISTENER_STOP_TRIES = 10
 LISTENER_STOP_WAIT_S = 0.2
+PURGE_BATCH = 100  # idle sandboxes purged per go; a full batch goes again after PURGE_AGAIN_S, not in one long step
+PURGE_AGAIN_S = 1.0
 
 
 # --- A whole turn for one sandbox -----------------------------------------------------------------
@@ -172,6 +176,7 @@ class Projector:
         fallback_poll_s: float = FALLBACK_POLL_S,
         hold_s: float = 0.0,
         listen_for_wakeups: bool | None = None,
+        purge_every_s: float | None = None,
         name: str = "projector",
     ) -> None:
         self.batch = batch
@@ -181,6 +186,10 @@ class Projector:
         self.name = name
         # Across processes only when the layer crosses processes; the in-memory layer cannot.
         self.listen_for_wakeups = bool(settings.REDIS_URL) if listen_for_wakeups is None else listen_for_wakeups
+        # Purging idle sandboxes: every this many seconds (0: never), the first time right after the start.
+        self.purge_every_s = float(settings.LAB_PURGE_EVERY_S if purge_every_s is None else purge_every_s)
+        self.purged_total = 0
+        self._next_purge = 0.0  # (monotonic) when the next purge is due
         self.applied_total = 0
         self._due: dict[uuid.UUID, float] = {}  # insertion order = round-robin order
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"reqflow-{name}")
@@ -265,12 +274,16 @@ class Projector:
                     except Exception:
                         self._log_failure(None)
                         await self._db(_close_connection)
+                if self.purge_every_s > 0 and time.monotonic() >= self._next_purge:
+                    await self._purge()
                 if await self.turn():
                     await asyncio.sleep(0)  # let sockets and requests breathe between full batches
                     continue
                 timeout = self.fallback_poll_s - (time.monotonic() - last_scan)
                 if self._due:
                     timeout = min(timeout, min(self._due.values()) - time.time())
+                if self.purge_every_s > 0:
+                    timeout = min(timeout, self._next_purge - time.monotonic())
                 if timeout > 0:
                     try:
                         await asyncio.wait_for(self._wakeup.wait(), timeout)
@@ -313,6 +326,19 @@ class Projector:
             elif result.next_due is not None:
                 self._due[sid] = min(self._due.get(sid, result.next_due), result.next_due)
         return more
+
+    async def _purge(self) -> None:
+        """One bounded batch of the scheduled purge of idle sandboxes, on the projector's database thread."""
+        try:
+            purged = await self._db(purge_idle_on_schedule, PURGE_BATCH)
+        except Exception:
+            self._log_failure(None)
+            await self._db(_close_connection)
+            self._next_purge = time.monotonic() + min(self.purge_every_s, 60.0)
+            return
+        self.purged_total += purged
+        full = purged >= PURGE_BATCH  # more may be waiting: the next batch soon, between other sandboxes' steps
+        self._next_purge = time.monotonic() + (PURGE_AGAIN_S if full else self.purge_every_s)
 
     async def _listen(self) -> None:
         layer = get_channel_layer()

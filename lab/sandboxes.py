@@ -1,6 +1,13 @@
 """Which sandbox a request (or a WebSocket's session) works in, resets (and undoing one), the sandbox following a
 learner across sign-in, and purging idle sandboxes.
 
+A sandbox is created by the first POST that needs one (a command, a setting, a scenario, an import...:
+`sandbox_for_request`), never by a page view: the page, the partial GETs and the socket read through
+`sandbox_to_show`, which gives a blank, unsaved sandbox (an empty account with the defaults) to a visitor who has
+none yet, and creates neither a sandbox nor a session. A first sandbox counts against LAB_MAX_SANDBOXES_PER_ADDRESS
+and LAB_MAX_SANDBOXES (current sandboxes: a reset retires one as it starts one); past either, nothing is created
+and SandboxLimitReached says why and when to come back (a 429 with Retry-After).
+
 The current sandbox id lives in the session data (server-side), not only in Sandbox.session_key: Django
 rotates the session key at sign-in, and the data survives the rotation while the key does not.
 
@@ -12,6 +19,7 @@ oldest retired ones purged to make room, never the current one nor the one held 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import uuid
 from dataclasses import dataclass
@@ -20,13 +28,16 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY, get_user_model
-from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db import connection, transaction
+from django.db.models import F, Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from lab import live, store
+from lab import live, sockets, store
+from lab.clients import browser_key, client_key
 from lab.models import Sandbox
+
+log = logging.getLogger(__name__)
 
 SESSION_SANDBOX = "lab_sandbox_id"
 SESSION_UNDO = "lab_reset_undo"  # {"previous": id, "fresh": id, "until_ms": epoch ms} after a reset
@@ -35,6 +46,20 @@ UNDO_WINDOW_S = 15
 # Writing last_active_at on every request would take the SQLite write lock on every page view; purging works
 # in days, so minutes of precision are plenty.
 TOUCH_EVERY = dt.timedelta(minutes=5)
+# request.META flag: this request created the visitor's first sandbox (its open pages are told: lab.sockets).
+CREATED_META = "lab.sandbox_created"
+# Creating a first sandbox is serialised on PostgreSQL (an advisory lock, in the two-key space the append locks do
+# not use), so that concurrent first commands cannot all pass a cap; SQLite's BEGIN IMMEDIATE already does that.
+CREATE_LOCK = (0x52514657, 1)
+
+
+class SandboxLimitReached(Exception):
+    """A first command found no room for a new sandbox (from this address, or in all); nothing was created. The
+    text is for the learner; `retry_after_s` goes in the 429's Retry-After."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class UndoUnavailable(Exception):
@@ -56,17 +81,53 @@ class UndoOffer:
 
 
 def sandbox_for_request(request: HttpRequest) -> Sandbox:
-    """The request's current sandbox, created on first use (the user's when signed in, else the session's)."""
+    """The request's current sandbox, created on first use (the user's when signed in, else the session's). For
+    the POSTs that act on a sandbox; a page view or a GET reads `sandbox_to_show`, which never creates one.
+    Raises SandboxLimitReached when a first sandbox would pass LAB_MAX_SANDBOXES_PER_ADDRESS or LAB_MAX_SANDBOXES."""
     session = request.session
-    user = getattr(request, "user", None)
-    signed_in = user is not None and user.is_authenticated
-    sandbox = current_sandbox(session, user if signed_in else None)
+    user = _signed_in(request)
+    sandbox = current_sandbox(session, user)
     if sandbox is None:
-        sandbox = _create(request, user if signed_in else None)
+        sandbox = _create(request, user, capped=True)
+        request.META[CREATED_META] = True
     elif session.get(SESSION_SANDBOX) != str(sandbox.pk):
         session[SESSION_SANDBOX] = str(sandbox.pk)
     _touch(sandbox)
     return sandbox
+
+
+def sandbox_to_show(request: HttpRequest) -> Sandbox:
+    """The request's current sandbox, or a blank one when it has none yet: an unsaved Sandbox with the defaults,
+    which the panel shows as an empty account (`is_blank`). Creates nothing, neither a sandbox nor a session: the
+    page, the partial GETs and anything else that only shows the lab read through this."""
+    session = request.session
+    user = _signed_in(request)
+    sandbox = current_sandbox(session, user)
+    if sandbox is None:
+        return Sandbox(session_key=session.session_key or "", user=user)
+    if session.session_key and session.get(SESSION_SANDBOX) != str(sandbox.pk):
+        session[SESSION_SANDBOX] = str(sandbox.pk)
+    _touch(sandbox)
+    return sandbox
+
+
+def is_blank(sandbox: Sandbox) -> bool:
+    """True for `sandbox_to_show`'s blank sandbox: no row yet, so nothing to read from or write to."""
+    return sandbox._state.adding
+
+
+def created_now(request: HttpRequest) -> bool:
+    """Whether this request created the visitor's first sandbox."""
+    return bool(request.META.get(CREATED_META))
+
+
+def announce_created(request: HttpRequest) -> None:
+    """After a request created the visitor's first sandbox: tell the visitor's open lab pages, whose sockets wait
+    for one (lab.consumers), to pick it up. The session is saved first, so a socket reading it finds the sandbox."""
+    if not created_now(request):
+        return
+    request.session.save()
+    sockets.announce(browser_key(request.COOKIES.get(settings.CSRF_COOKIE_NAME)))
 
 
 def current_sandbox(session: Any, user: Any | None) -> Sandbox | None:
@@ -186,15 +247,37 @@ def adopt_session_sandbox(request: HttpRequest, user: Any) -> Sandbox | None:
     return mine
 
 
-def purge_idle(days: float) -> int:
-    """Remove sandboxes idle for more than `days` days, with every row they own (events included). Returns how many."""
-    if days < 0:
+def purge_idle(days: float, *, account_days: float | None = None, limit: int | None = None) -> int:
+    """Remove sandboxes idle for more than `days` days (an account's: `account_days`, when given), with every row
+    they own (events included); at most `limit` of them, the longest idle first. Each is checked again under its
+    lock, so one used meanwhile stays. Returns how many were purged."""
+    if not days >= 0 or (account_days is not None and not account_days >= 0):  # also refuses NaN
         raise ValueError("days must be 0 or more")
-    cutoff = timezone.now() - dt.timedelta(days=days)
-    ids = list(Sandbox.objects.filter(last_active_at__lt=cutoff).values_list("pk", flat=True))
-    for sandbox_id in ids:
-        store.purge_sandbox(sandbox_id)
-    return len(ids)
+    idle = idle_condition(days, account_days)
+    ids = Sandbox.objects.filter(idle).order_by("last_active_at").values_list("pk", flat=True)
+    purged = 0
+    for sandbox_id in list(ids[:limit] if limit is not None else ids):
+        purged += store.purge_sandbox(sandbox_id, only_if=idle)
+    return purged
+
+
+def idle_condition(days: float, account_days: float | None = None) -> Q:
+    """Sandboxes not used for `days` days (an account's for `account_days`, when given)."""
+    now = timezone.now()
+    cutoff = now - dt.timedelta(days=days)
+    if account_days is None:
+        return Q(last_active_at__lt=cutoff)
+    account_cutoff = now - dt.timedelta(days=account_days)
+    return Q(user__isnull=True, last_active_at__lt=cutoff) | Q(user__isnull=False, last_active_at__lt=account_cutoff)
+
+
+def purge_idle_on_schedule(limit: int) -> int:
+    """The site's own purge (run by the projector's loop every LAB_PURGE_EVERY_S): visitors' sandboxes idle for
+    LAB_IDLE_DAYS, accounts' for LAB_ACCOUNT_IDLE_DAYS, at most `limit` at a time. Logs one line when it purged."""
+    purged = purge_idle(settings.LAB_IDLE_DAYS, account_days=settings.LAB_ACCOUNT_IDLE_DAYS, limit=limit)
+    if purged:
+        log.info("purged %d idle sandbox%s", purged, "es" if purged != 1 else "")
+    return purged
 
 
 def sandbox_for_session_key(session_key: str | None) -> Sandbox | None:
@@ -252,14 +335,72 @@ def _current_for_session(session: Any) -> Sandbox | None:
     return None
 
 
-def _create(request: HttpRequest, user: Any, mode: str | None = None) -> Sandbox:
+def _signed_in(request: HttpRequest) -> Any | None:
+    user = getattr(request, "user", None)
+    return user if user is not None and user.is_authenticated else None
+
+
+def _create(request: HttpRequest, user: Any, mode: str | None = None, *, capped: bool = False) -> Sandbox:
+    """A new current sandbox for the request. `capped`: a visitor's first one, which must fit the caps (a reset's
+    fresh sandbox replaces one and is not counted again). Refused, it leaves nothing behind, not even a session."""
     session = request.session
-    if not session.session_key:
-        session.save()  # a key now, so the sandbox can name the session that made it
+    client = client_key(request.META.get("REMOTE_ADDR"))
     fields = {"mode": mode} if mode is not None else {}
-    sandbox = Sandbox.objects.create(session_key=session.session_key or "", user=user, **fields)
+    with transaction.atomic():
+        if capped:
+            _check_room(client)
+        if not session.session_key:
+            session.save()  # a key now, so the sandbox can name the session that made it
+        sandbox = Sandbox.objects.create(session_key=session.session_key or "", user=user, client=client, **fields)
     session[SESSION_SANDBOX] = str(sandbox.pk)
     return sandbox
+
+
+def _check_room(client: str) -> None:
+    """Raise SandboxLimitReached when one more current sandbox would pass a cap. Inside the creating transaction."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", list(CREATE_LOCK))
+    current = Sandbox.objects.filter(retired_at__isnull=True)
+    limit = settings.LAB_MAX_SANDBOXES
+    if current.count() >= limit:
+        wait = _until_one_is_purged(current)
+        raise SandboxLimitReached(
+            f"The lab is full: it holds {limit:,} learners' sandboxes, its limit. A place frees up when an idle one "
+            f"is cleared away; please try again {_in_about(wait)}.",
+            wait,
+        )
+    limit = settings.LAB_MAX_SANDBOXES_PER_ADDRESS
+    if client and current.filter(client=client).count() >= limit:
+        wait = _until_one_is_purged(current.filter(client=client))
+        raise SandboxLimitReached(
+            f"{limit:,} sandboxes have already been started from your network, its limit. A place frees up when one "
+            f"of them has been idle for {settings.LAB_IDLE_DAYS} days; please try again {_in_about(wait)}, or sign in "
+            "to an account that already has a sandbox.",
+            wait,
+        )
+
+
+def _until_one_is_purged(sandboxes: QuerySet[Sandbox]) -> int:
+    """Seconds until the scheduled purge may clear one of these sandboxes (if no one uses them meanwhile)."""
+    now = timezone.now()
+    due = []
+    for owned, days in ((False, settings.LAB_IDLE_DAYS), (True, settings.LAB_ACCOUNT_IDLE_DAYS)):
+        oldest = sandboxes.filter(user__isnull=not owned).order_by("last_active_at").values_list("last_active_at")
+        found = oldest.first()
+        if found is not None:
+            due.append(found[0] + dt.timedelta(days=days))
+    every = dt.timedelta(seconds=settings.LAB_PURGE_EVERY_S or 3600)
+    first = min(due) if due else now
+    return max(60, math.ceil((first + every - now).total_seconds()))
+
+
+def _in_about(seconds: int) -> str:
+    if seconds >= 2 * 86400:
+        return f"in about {round(seconds / 86400)} days"
+    if seconds >= 2 * 3600:
+        return f"in about {round(seconds / 3600)} hours"
+    return f"in about {max(1, round(seconds / 60))} minutes"
 
 
 def _owned(session: Any, user: Any | None) -> QuerySet[Sandbox]:

@@ -15,12 +15,13 @@ from django.template.loader import render_to_string
 from django.views.decorators.http import require_POST
 
 from lab import sandboxes
+from lab.answers import _back, _first_error, _next, _page, creates_sandbox
 from lab.models import Sandbox
 from lab.panel import build_panel, render_parts
 from lab.scenarios import apply
 from lab.share import SharedState, ShareForm
 from lab.tools import TOOLS
-from lab.views import _back, _first_error, _next, _page, _tell_other_tabs
+from lab.views import _tell_other_tabs
 from reqflow.http import HtmxHttpRequest
 
 SCENARIO_SLOT = "lab-scenario-result"  # a partial of panel.html: where the scenario's sentence shows
@@ -29,6 +30,7 @@ PANEL_ID = "lab"  # the element the panel partial (lab-panel) renders
 
 
 @require_POST
+@creates_sandbox(SCENARIO_SLOT)
 def scenario(request: HtmxHttpRequest) -> HttpResponse:
     form = ShareForm(request.POST)
     if not form.is_valid():
@@ -91,7 +93,7 @@ def _refused(request: HtmxHttpRequest, text: str, status: int) -> HttpResponse:
     """A 400 (bad value) or 404 (no such scenario) saying why; nothing changed."""
     if request.htmx:
         return HttpResponse(text, status=status, content_type="text/plain; charset=utf-8")
-    sandbox = sandboxes.sandbox_for_request(request)
+    sandbox = sandboxes.sandbox_to_show(request)
     panel = build_panel(request, sandbox, next_url=_next(request), controls_message={"ok": False, "text": text},
                         controls_slot=SCENARIO_SLOT)  # fmt: skip
     return _page(request, panel, status=status)

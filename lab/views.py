@@ -7,7 +7,8 @@ Every endpoint answers three ways from the same partials in templates/lab/panel.
   for one render (post/redirect/get), or, on bad input, the lab page re-rendered with the message and a 4xx;
 - a plain browser GET of a partial endpoint: the standalone lab page.
 
-The sandbox always comes from the session (lab.sandboxes); nothing in a request names one.
+The sandbox always comes from the session (lab.sandboxes); nothing in a request names one. A GET only shows it
+(a visitor without one sees a blank sandbox); the first POST that acts on one creates it (`creates_sandbox`).
 """
 
 from __future__ import annotations
@@ -17,29 +18,25 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django import forms as django_forms
-from django.http import HttpResponse, HttpResponseRedirect
-from django.template.loader import render_to_string
-from django.urls import reverse
+from django.http import HttpResponse
 from django.views.decorators.http import require_GET, require_POST
 
 from lab import commands, controls, facts, forms, modes, predictions, queries, sandboxes, timeline
+from lab.answers import COMMAND_SLOT, _back, _first_error, _htmx_response, _next, _page, creates_sandbox
 from lab.live import publish
 from lab.models import Sandbox
 from lab.panel import (
-    FLASH_KEY,
     LIVE_PARTS,
     QUERY_WAIT_S,
     SHORT_ANSWER_PARTS,
     CommandAnswer,
-    Panel,
     build_panel,
     panel_for_page,
     render_parts,
 )
 from lab.types import CommandOutcome, count
-from reqflow.http import HtmxHttpRequest, error_fragment, safe_next
+from reqflow.http import HtmxHttpRequest, error_fragment
 
-PAGE = "lab/page.html"
 LIVE_HEADER = "X-Lab-Live"  # sent by lab.js on a command while the page's WebSocket is open
 CRASH_DOWNTIME_S = 3.0
 RESET_SLOT = "lab-reset-result"  # where reset and undo answer (a partial of panel.html)
@@ -47,35 +44,6 @@ RESET_ANCHOR = "lab-reset-section"  # where a no-JavaScript reset or undo comes 
 
 # What a control does with the sandbox and the form's cleaned data; returns the sentence to show beside it.
 Apply = Callable[[Sandbox, dict[str, Any]], str]
-
-
-def _htmx_response(
-    request: HtmxHttpRequest, panel: Panel, main: str, *, status: int = 200, extra: tuple[str, ...] = ()
-) -> HttpResponse:
-    response = HttpResponse(render_parts(panel, (*LIVE_PARTS, *extra), main=main, request=request), status=status)
-    # The response names its own target, so an error answer never lands where the success one would have.
-    response["HX-Retarget"] = f"#{main}"
-    response["HX-Reswap"] = "outerHTML"
-    return response
-
-
-def _page(request: HtmxHttpRequest, panel: Panel, *, status: int = 200) -> HttpResponse:
-    return HttpResponse(render_to_string(PAGE, {"lab": panel}, request=request), status=status)
-
-
-def _next(request: HtmxHttpRequest) -> str:
-    return safe_next(request, reverse("lab:page"))
-
-
-def _back(request: HtmxHttpRequest, anchor: str, flash: dict[str, Any]) -> HttpResponse:
-    request.session[FLASH_KEY] = flash
-    return HttpResponseRedirect(f"{_next(request)}#{anchor}", status=303)
-
-
-def _first_error(form: django_forms.Form) -> str:
-    for errors in form.errors.values():
-        return str(errors[0])
-    return "That input is not valid."
 
 
 # --- Commands -------------------------------------------------------------------------------------------------
@@ -104,11 +72,12 @@ def _invalid_command(request: HtmxHttpRequest, sandbox: Sandbox, form: forms.Com
 
 
 @require_POST
+@creates_sandbox(COMMAND_SLOT)
 def command(request: HtmxHttpRequest) -> HttpResponse:
-    sandbox = sandboxes.sandbox_for_request(request)
     form = forms.CommandForm(request.POST)
-    if not form.is_valid():
-        return _invalid_command(request, sandbox, form)
+    if not form.is_valid():  # refused before it reaches a sandbox: it creates none
+        return _invalid_command(request, sandboxes.sandbox_to_show(request), form)
+    sandbox = sandboxes.sandbox_for_request(request)
     data = form.cleaned_data
     outcome = commands.send_command(
         sandbox,
@@ -121,9 +90,11 @@ def command(request: HtmxHttpRequest) -> HttpResponse:
     status = {"concurrency": 409, commands.RULE_ID_REUSED: 409, "limit": 422}.get(outcome.rule or "", 200)
     if outcome.rule == "concurrency":
         result["message"] = f"The account changed meanwhile (it is now at v={outcome.write_version}); retry."
-    if request.htmx and request.headers.get(LIVE_HEADER) == "1" and status == 200 and not outcome.replayed:
+    socket_open = request.headers.get(LIVE_HEADER) == "1" and not sandboxes.created_now(request)
+    if request.htmx and socket_open and status == 200 and not outcome.replayed:
         # The page's socket is open and the push after this commit brings every other part; answering with just
-        # the outcome keeps this request (and the push competing with it for the CPU) short.
+        # the outcome keeps this request (and the push competing with it for the CPU) short. Not for the command
+        # that created the sandbox: the page's socket is only now being told there is one.
         answer = CommandAnswer(result=result, expected_version=outcome.write_version)
         return HttpResponse(render_parts(answer, SHORT_ANSWER_PARTS, main="lab-command-result"), status=status)
     if request.htmx:
@@ -152,9 +123,9 @@ SLOT_ANCHORS = {
 
 def _control(request: HtmxHttpRequest, form: django_forms.Form, apply: Apply, slot: str) -> HttpResponse:
     """Validate, apply, answer beside the control (`slot`). The control itself tells the other tabs (after its
-    commit)."""
-    sandbox = sandboxes.sandbox_for_request(request)
+    commit). Invalid input reaches no sandbox, so it creates none."""
     if form.is_valid():
+        sandbox = sandboxes.sandbox_for_request(request)
         try:
             message = {"ok": True, "text": apply(sandbox, form.cleaned_data)}
             status = 200
@@ -165,6 +136,7 @@ def _control(request: HtmxHttpRequest, form: django_forms.Form, apply: Apply, sl
         except ValueError as exc:  # the lab's own range checks (lab.limits) speak for themselves
             message, status = {"ok": False, "text": str(exc)}, 400
     else:
+        sandbox = sandboxes.sandbox_to_show(request)
         message, status = {"ok": False, "text": _first_error(form)}, 400
     if request.htmx:
         panel = build_panel(request, sandbox, next_url=_next(request), controls_message=message, controls_slot=slot)
@@ -188,6 +160,7 @@ def _busy(request: HtmxHttpRequest, sandbox: Sandbox, slot: str, text: str, retr
 
 
 @require_POST
+@creates_sandbox("lab-projector-result")
 def set_lag(request: HtmxHttpRequest) -> HttpResponse:
     def apply(sandbox: Sandbox, data: dict[str, Any]) -> str:
         ms = controls.set_lag(sandbox, data["lag"])
@@ -197,6 +170,7 @@ def set_lag(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @require_POST
+@creates_sandbox("lab-snapshot-result")
 def set_snapshot_interval(request: HtmxHttpRequest) -> HttpResponse:
     def apply(sandbox: Sandbox, data: dict[str, Any]) -> str:
         controls.set_snapshot_interval(sandbox, data["interval"])
@@ -207,6 +181,7 @@ def set_snapshot_interval(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @require_POST
+@creates_sandbox("lab-schema-result")
 def set_schema(request: HtmxHttpRequest) -> HttpResponse:
     def apply(sandbox: Sandbox, data: dict[str, Any]) -> str:
         controls.set_deposit_schema(sandbox, data["version"])
@@ -248,6 +223,7 @@ def _dead_letter_action(sandbox: Sandbox, action: str) -> str:
 
 
 @require_POST
+@creates_sandbox("lab-projector-result")
 def projector_control(request: HtmxHttpRequest) -> HttpResponse:
     def apply(sandbox: Sandbox, data: dict[str, Any]) -> str:
         action = data["action"]
@@ -266,6 +242,7 @@ def projector_control(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @require_POST
+@creates_sandbox("lab-snapshot-result")
 def take_snapshot(request: HtmxHttpRequest) -> HttpResponse:
     def apply(sandbox: Sandbox, data: dict[str, Any]) -> str:
         return f"Snapshot taken at v={commands.take_snapshot(sandbox).version}."
@@ -274,6 +251,7 @@ def take_snapshot(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @require_POST
+@creates_sandbox("lab-rebuild-result")
 def rebuild(request: HtmxHttpRequest) -> HttpResponse:
     def apply(sandbox: Sandbox, data: dict[str, Any]) -> str:
         progress = controls.start_rebuild(sandbox)
@@ -283,6 +261,7 @@ def rebuild(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @require_POST
+@creates_sandbox("lab-rebuild-result")
 def set_replay_rate(request: HtmxHttpRequest) -> HttpResponse:
     def apply(sandbox: Sandbox, data: dict[str, Any]) -> str:
         rate = controls.set_replay_rate(sandbox, data["rate"])
@@ -293,6 +272,7 @@ def set_replay_rate(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @require_POST
+@creates_sandbox("lab-retro-result")
 def retro_model(request: HtmxHttpRequest) -> HttpResponse:
     def apply(sandbox: Sandbox, data: dict[str, Any]) -> str:
         controls.enable_retro_model(sandbox)
@@ -302,6 +282,7 @@ def retro_model(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @require_POST
+@creates_sandbox(RESET_SLOT)
 def reset(request: HtmxHttpRequest) -> HttpResponse:
     """Start a fresh sandbox. Never refused (old sandboxes are recycled); undoable for a few seconds."""
     old = sandboxes.sandbox_for_request(request)
@@ -321,7 +302,7 @@ def reset(request: HtmxHttpRequest) -> HttpResponse:
 @require_POST
 def reset_undo(request: HtmxHttpRequest) -> HttpResponse:
     """Back to the sandbox the last reset retired, within sandboxes.UNDO_WINDOW_S; a 409 saying why otherwise."""
-    fresh = sandboxes.sandbox_for_request(request)
+    fresh = sandboxes.sandbox_to_show(request)
     try:
         restored = sandboxes.undo_reset(request)
     except sandboxes.UndoUnavailable as exc:
@@ -352,7 +333,7 @@ def _tell_other_tabs(request: HtmxHttpRequest, *sandbox_ids: object) -> None:
 
 
 def _read(request: HtmxHttpRequest, main: str, sandbox: Sandbox | None = None, **overrides: Any) -> HttpResponse:
-    sandbox = sandbox or sandboxes.sandbox_for_request(request)
+    sandbox = sandbox or sandboxes.sandbox_to_show(request)
     panel = build_panel(request, sandbox, params=request.GET, next_url=_next(request), **overrides)
     if request.htmx:
         return HttpResponse(render_parts(panel, (), main=main, request=request))
@@ -382,14 +363,14 @@ def time_travel(request: HtmxHttpRequest) -> HttpResponse:
         by_version = forms.VersionForm({"version": request.GET.get("tt")})
         if (bad := _bad_get(request, by_version)) is not None:
             return bad
-        sandbox = sandboxes.sandbox_for_request(request)
+        sandbox = sandboxes.sandbox_to_show(request)
         if not request.GET.get("follow"):  # lab.js keeping a slider at "now" is not the learner travelling
             facts.note_time_travel(sandbox, by_version.cleaned_data["version"])  # for the missions
         return _read(request, "lab-time-travel-state", sandbox)
     form = forms.TimeTravelAtForm({"at": request.GET["at"]})
     if (bad := _bad_get(request, form)) is not None:
         return bad
-    sandbox = sandboxes.sandbox_for_request(request)
+    sandbox = sandboxes.sandbox_to_show(request)
     view = timeline.state_at_time(sandbox, form.cleaned_data["at"])
     facts.note_time_travel(sandbox, view.version)
     return _read(request, "lab-time-travel-state", sandbox, time_travel=view, tt_version=view.version)
@@ -406,7 +387,7 @@ def predict(request: HtmxHttpRequest) -> HttpResponse:
     form = forms.PredictForm(request.GET)
     if not form.is_valid():
         return HttpResponse(_first_error(form), status=400, content_type="text/plain; charset=utf-8")
-    sandbox, moment = sandboxes.sandbox_for_request(request), form.cleaned_data["moment"]
+    sandbox, moment = sandboxes.sandbox_to_show(request), form.cleaned_data["moment"]
     answer = predictions.reveal(sandbox, moment, form.cleaned_data["choice"])
     return _read(request, f"lab-reveal-{moment}", sandbox, reveal=answer)
 
@@ -414,7 +395,7 @@ def predict(request: HtmxHttpRequest) -> HttpResponse:
 @require_GET
 def state(request: HtmxHttpRequest) -> HttpResponse:
     """Every live partial out of band: what a push carries, for pages whose WebSocket cannot connect."""
-    sandbox = sandboxes.sandbox_for_request(request)
+    sandbox = sandboxes.sandbox_to_show(request)
     panel = build_panel(request, sandbox, next_url=_next(request))
     if request.htmx:
         return HttpResponse(render_parts(panel, LIVE_PARTS, request=request))
@@ -430,7 +411,7 @@ def page(request: HtmxHttpRequest) -> HttpResponse:
 @require_GET
 async def query(request: HtmxHttpRequest) -> HttpResponse:
     read_your_writes = bool(request.GET.get("read_your_writes"))
-    sandbox = await sync_to_async(sandboxes.sandbox_for_request)(request)
+    sandbox = await sync_to_async(sandboxes.sandbox_to_show)(request)
     waited_for = None
     if read_your_writes:
         # Every write in a sandbox is its visitor's own, so "my last command's version" is the stream's head.

@@ -29,10 +29,13 @@ from django.conf import settings  # noqa: E402
 from lab.projector import start_embedded_projector  # noqa: E402
 from lab.routing import websocket_urlpatterns  # noqa: E402
 from reqflow.bodycap import BodyCap, cap_daphne_bodies  # noqa: E402
+from reqflow.deadlines import install_deadlines  # noqa: E402
 from reqflow.origins import SameOriginValidator  # noqa: E402
 
 # daphne stores a whole request body before it calls the application: cap it there too (reqflow.bodycap).
 cap_daphne_bodies(settings.REQUEST_BODY_MAX_BYTES)
+# ...and slow clients get a deadline for each request's head and body there (reqflow.deadlines).
+install_deadlines(settings.HTTP_HEADER_TIMEOUT_S, settings.HTTP_BODY_TIMEOUT_S)
 
 
 class StartProjectorOnFirstScope:

@@ -156,6 +156,22 @@ EMBEDDED_PROJECTOR = env_bool("EMBEDDED_PROJECTOR", not TESTING)
 # --- Lab limits -----------------------------------------------------------------------------------
 LAB_MAX_EVENTS_PER_SANDBOX = env_int("LAB_MAX_EVENTS_PER_SANDBOX", 5000, minimum=10)
 LAB_MAX_SANDBOXES_PER_SESSION = env_int("LAB_MAX_SANDBOXES_PER_SESSION", 20, minimum=1)
+# A sandbox is created by a learner's first command, never by a page view. These caps count current (not retired)
+# sandboxes, one per learner; a reset retires one as it starts one, so only a first command meets them, answered
+# 429 with Retry-After (lab.sandboxes). An IPv6 /64 counts as one address.
+LAB_MAX_SANDBOXES_PER_ADDRESS = env_int("LAB_MAX_SANDBOXES_PER_ADDRESS", 200, minimum=1)
+LAB_MAX_SANDBOXES = env_int("LAB_MAX_SANDBOXES", 20000, minimum=1)
+# Idle sandboxes (events and all) are purged inside the running site, every LAB_PURGE_EVERY_S seconds, by the
+# projector's loop (the embedded one, or each `run_projector` worker); 0 leaves it to `manage.py purge_sandboxes`
+# (the tests' default: a test that purges says so). A visitor's sandbox is unreachable once its browser session
+# expires (two weeks); an account's lasts longer.
+LAB_IDLE_DAYS = env_int("LAB_IDLE_DAYS", 14, minimum=1)
+LAB_ACCOUNT_IDLE_DAYS = env_int("LAB_ACCOUNT_IDLE_DAYS", 180, minimum=1)
+LAB_PURGE_EVERY_S = env_int("LAB_PURGE_EVERY_S", 0 if TESTING else 3600, minimum=0)
+# Open lab pages (WebSockets) per browser session and per client address, in each server process: past either,
+# the oldest is closed and its page says why (lab.sockets).
+LAB_MAX_SOCKETS_PER_SESSION = env_int("LAB_MAX_SOCKETS_PER_SESSION", 10, minimum=1)
+LAB_MAX_SOCKETS_PER_ADDRESS = env_int("LAB_MAX_SOCKETS_PER_ADDRESS", 100, minimum=1)
 
 # --- Auth -----------------------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
@@ -185,6 +201,10 @@ AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
 REQUEST_BODY_MAX_BYTES = env_int("REQUEST_BODY_MAX_BYTES", 64 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_MAX_BYTES
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
+# Slow clients (reqflow.deadlines, in daphne): a request's headers must all arrive within HTTP_HEADER_TIMEOUT_S of
+# its first byte, and its body within HTTP_BODY_TIMEOUT_S of its headers, however steadily it trickles in.
+HTTP_HEADER_TIMEOUT_S = env_int("HTTP_HEADER_TIMEOUT_S", 10, minimum=1)
+HTTP_BODY_TIMEOUT_S = env_int("HTTP_BODY_TIMEOUT_S", 30, minimum=1)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"

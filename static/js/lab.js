@@ -182,15 +182,36 @@
   });
   document.addEventListener("htmx:wsOpen", function () {
     socketOpen = true;
+    closedForGood = false; // a new panel (after a reset, say) opened a socket of its own
     stopPolling();
     setLiveStatus("live", "Live: updates arrive as they happen.");
   });
-  document.addEventListener("htmx:wsClose", function () {
+  // Close codes the server uses on purpose (lab/consumers.py). A page opened before its visitor had a session is
+  // asked to reconnect once the first command made one (the new socket carries its cookie); a page closed because
+  // too many are open keeps the reason the server pushed just before, and neither polls nor reconnects.
+  var CLOSE_RECONNECT = 4012, CLOSE_TOO_MANY_PAGES = 4429;
+  var requestsInFlight = 0, whenIdle = null, closedForGood = false;
+  document.addEventListener("htmx:beforeRequest", function () { requestsInFlight++; });
+  document.addEventListener("htmx:afterRequest", function () {
+    requestsInFlight = Math.max(0, requestsInFlight - 1);
+    if (!requestsInFlight && whenIdle) { var go = whenIdle; whenIdle = null; go(); }
+  });
+  document.addEventListener("htmx:wsClose", function (evt) {
     socketOpen = false;
+    var code = evt.detail && evt.detail.event && evt.detail.event.code;
+    var socket = evt.detail && evt.detail.socketWrapper;
+    if (code === CLOSE_TOO_MANY_PAGES) { closedForGood = true; stopPolling(); return; }
+    if (code === CLOSE_RECONNECT && socket) {
+      setLiveStatus("connecting", "Connecting live updates…");
+      // After the answer to the request that made the session: its cookie must be set before the new socket opens.
+      var reconnect = function () { socket.reconnect(); };
+      if (requestsInFlight) whenIdle = reconnect; else setTimeout(reconnect, 250);
+      return;
+    }
     startPolling();
   });
   document.addEventListener("htmx:wsError", function () {
-    if (!socketOpen) startPolling();
+    if (!socketOpen && !closedForGood) startPolling();
   });
 
   // ---- after any swap: resync clock, chart sample, controls the server changed ------------------------

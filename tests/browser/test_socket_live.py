@@ -18,10 +18,15 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def session_cookie(live_url: str) -> str:
-    """Visit the lab like a browser (which gives the session its sandbox) and return the Cookie header."""
+    """Visit the lab like a browser and act once (a page view creates no sandbox; the first action does), and
+    return the Cookie header."""
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     with opener.open(f"{live_url}/lab/", timeout=20) as response:
+        assert response.status == 200
+    token = next(c.value for c in jar if c.name == "csrftoken")
+    lag = urllib.request.Request(f"{live_url}/lab/lag/", data=b"lag=2", headers={"X-CSRFToken": token})
+    with opener.open(lag, timeout=20) as response:
         assert response.status == 200
     return "; ".join(f"{c.name}={c.value}" for c in jar)
 

@@ -59,9 +59,11 @@ def append(
 
 
 def visitor(path: str = "/lab/", **client_options) -> Client:
-    """A new browser whose first visit (to `path`, a page with the lab) gave its session a sandbox."""
+    """A new browser that visited `path` (a page with the lab) and then acted in the lab, which gave its session a
+    sandbox (a page view creates none): it set the lag to the default, 2 s, so the sandbox is as new."""
     client = Client(**client_options)
     client.get(path)
+    client.post("/lab/lag/", {"lag": "2", "next": path}, HTTP_X_CSRFTOKEN=client.cookies["csrftoken"].value)
     return client
 
 

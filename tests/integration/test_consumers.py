@@ -348,7 +348,8 @@ async def test_a_controls_hint_sends_every_part_again():
     await communicator.disconnect()
 
 
-async def test_the_sockets_of_a_sandbox_share_one_read_and_render_per_hint(monkeypatch):
+async def test_the_sockets_of_a_sandbox_share_one_read_and_render_per_hint(monkeypatch, settings):
+    settings.LAB_MAX_SOCKETS_PER_SESSION = 20  # one session's 20 tabs (lab.sockets caps them at 10 by default)
     reads = []
 
     def counted(sandbox):

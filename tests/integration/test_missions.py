@@ -218,13 +218,13 @@ def test_a_visitors_missions_survive_a_reset_and_follow_them_to_their_account(al
 @pytest.mark.django_db
 def test_missions_met_by_one_account_are_not_another_accounts(alice, bob, client_for):
     alice_client = client_for(alice)
-    alice_client.get(reverse("lab:page"))
+    alice_client.post(reverse("lab:lag"), {"lag": "2"})  # her first action gives her a sandbox (a page view: none)
     hers = sandbox_of(alice_client)
     deposit(hers)
     drain([hers.pk])
     assert mission_progress(hers).missions[0].done
     bob_client = client_for(bob)
-    bob_client.get(reverse("lab:page"))
+    bob_client.post(reverse("lab:lag"), {"lag": "2"})
     assert not mission_progress(Sandbox.objects.get(user=bob, retired_at__isnull=True)).missions[0].done
 
 

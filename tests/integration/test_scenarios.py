@@ -211,7 +211,7 @@ def test_a_shared_link_loads_into_the_opening_learners_own_sandbox_never_the_sen
     her_events = [e.pk for e in events_of(hers)]
     link = SharedState(scenario="audit-trail", lag_ms=5000, tt=3, mission=7)
     bob_client = client_for(bob)
-    bob_client.get(PAGE)
+    bob_client.post(reverse("lab:lag"), {"lag": "2"})  # his first action gives him a sandbox (a page view: none)
     his_before = current(bob_client)
     response = bob_client.post(reverse("lab:scenario"), {**link.params(), "next": PAGE})
     assert response.status_code == 303 and response["Location"] == f"{PAGE}?tt=3#lab-time-travel"
