@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from lab import queries, timeline
+from lab import queries, store, timeline
 from lab.models import Sandbox
 from lab.types import EventView, LabState
 
@@ -110,6 +110,7 @@ def reveal(sandbox: Sandbox, moment: str, choice: str) -> Reveal:
 
 
 def _first_v1_deposit(sandbox: Sandbox) -> EventView | None:
-    page = timeline.event_page(sandbox, 1, "Deposited", per_page=50)
-    old = [e for e in page.events if e.schema_version == 1]
-    return old[-1] if old else None
+    # One row, not a page of the log: this runs on every push once v2 has shipped, and the oldest v1 deposit may lie
+    # further back than any page (the question used to vanish after 50 newer deposits).
+    stored = store.first_event_of(sandbox, "Deposited", 1)
+    return timeline.event_view(stored) if stored is not None else None

@@ -22,6 +22,12 @@ CHECKPOINTS = Checkpoint._meta.db_table
 PAGE_MAX = 200
 
 
+def first_event_of(sandbox: Sandbox, event_type: str, schema_version: int) -> StoredEvent | None:
+    """The oldest event of a type stored in a given schema, or None: one indexed row, whatever the log's length."""
+    rows = StoredEvent.objects.filter(sandbox_id=sandbox.pk, event_type=event_type, schema_version=schema_version)
+    return rows.order_by("position").first()
+
+
 def event_page(
     sandbox: Sandbox, page: int, per_page: int, event_type: str | None
 ) -> tuple[list[StoredEvent], int, int, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab import projector
+from lab import commands, projector
 from lab.models import Sandbox
 from tests.integration.lab_events import visitor
 from tests.integration.test_lab_views import CONCEPT, HX, deposit, text_of
@@ -81,3 +81,16 @@ def test_without_javascript_a_prediction_opens_the_lab_page_with_its_answer(lear
     response = learner.get("/lab/predict/", {"moment": "rebuild", "choice": "old"})
     assert response.status_code == 200 and "<html" in response.content.decode()
     assert "Right" in text_of(response.content.decode(), "prediction-answer")
+
+
+def test_the_old_event_question_stays_however_many_v2_deposits_followed(learner):
+    # It once looked for the v1 deposit in the newest 50 only, so the question vanished after 50 more deposits.
+    deposit(learner, "5")
+    assert learner.post("/lab/schema/", {"version": "2"}, **HX).status_code == 200
+    sandbox = Sandbox.objects.get(retired_at__isnull=True)
+    for _ in range(55):
+        commands.send_command(sandbox, "deposit", "1")
+    page = learner.get(CONCEPT).content.decode()
+    assert 'data-moment="old-event"' in page
+    html = learner.get("/lab/predict/", {"moment": "old-event", "choice": "upcast"}, **HX).content.decode()
+    assert "Event #1 is stored as v1" in text_of(html, "prediction-answer")
