@@ -11,7 +11,7 @@ PG_TEST_URL ?=
 REDIS_TEST_URL ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run cluster test test-fast test-postgres lint bench lighthouse screenshot clean
+.PHONY: run cluster test test-fast test-postgres test-long lint bench load lighthouse screenshot clean
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Reqflow needs Python 3.11 or newer")'
@@ -33,7 +33,16 @@ $(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
 	else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; fi
 
+# The benchmark peers (the Python eventsourcing library) and the load generator (Locust): `make bench` and
+# `make load` only, never the site or its tests (bench/requirements.txt).
+$(VENV)/.bench-installed: $(VENV)/.dev-installed bench/requirements.txt
+	$(PIP) install -q -r bench/requirements.txt
+	touch $@
+
+# Node.js and npm for axe-core and Lighthouse: Debian's packages when the machine has none.
 node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; fi; }
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
@@ -53,13 +62,21 @@ test: $(VENV)/.dev-installed /usr/bin/chromium node_modules/.installed
 	$(MAKE) --no-print-directory lint
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
-	$(VENV)/bin/pytest -p no:cacheprovider -m "not redis and not postgres"
+	$(VENV)/bin/pytest -p no:cacheprovider -m "not redis and not postgres and not long"
 	$(MAKE) --no-print-directory test-postgres
+	$(MAKE) --no-print-directory test-long
 
 # The same store, projector and socket tests, again on PostgreSQL and Redis (the scaled-out mode).
 test-postgres: $(VENV)/.dev-installed /usr/sbin/nginx
 	$(PY) -m deploy.services --dir .cluster/test --database-url "$(PG_TEST_URL)" --redis-url "$(REDIS_TEST_URL)" \
-		-- $(VENV)/bin/pytest -p no:cacheprovider -m backend
+		-- $(VENV)/bin/pytest -p no:cacheprovider -m "backend and not long"
+
+# The long fault cases (tests/reliability/, marked `long`): on SQLite, then the store, projector and Redis ones again
+# on PostgreSQL + Redis (the same services as test-postgres). CI runs them through `make test`.
+test-long: $(VENV)/.dev-installed /usr/sbin/nginx
+	$(VENV)/bin/pytest -p no:cacheprovider -m "long and not redis and not postgres"
+	$(PY) -m deploy.services --dir .cluster/test --database-url "$(PG_TEST_URL)" --redis-url "$(REDIS_TEST_URL)" \
+		-- $(VENV)/bin/pytest -p no:cacheprovider -m "long and (backend or redis or postgres)"
 
 test-fast: $(VENV)/.dev-installed
 	$(VENV)/bin/pytest -p no:cacheprovider -m "not browser and not slow" -x
@@ -73,8 +90,13 @@ lint: $(VENV)/.dev-installed
 	$(VENV)/bin/mypy
 	$(VENV)/bin/bandit -c pyproject.toml -q -r lab concepts notes accounts reqflow manage.py
 
-bench: $(VENV)/.dev-installed
+bench: $(VENV)/.bench-installed
 	$(PY) bench/run.py
+
+# Locust against `make run` (300 learners, 50 commands/s) and `make cluster` (1,000 learners, 150 commands/s), loopback
+# only and bounded in time; STEP=1 raises the rate until the goals break (bench/load/README.md).
+load: $(VENV)/.bench-installed /usr/sbin/nginx
+	$(PY) -m bench.load
 
 lighthouse: $(VENV)/.installed /usr/bin/chromium node_modules/.installed
 	$(PY) bench/lighthouse.py
