@@ -58,7 +58,8 @@ run: $(VENV)/.installed
 cluster: $(VENV)/.installed /usr/sbin/nginx
 	$(PY) -m deploy.cluster --port $(PORT)
 
-test: $(VENV)/.dev-installed /usr/bin/chromium node_modules/.installed
+# The bench and load smoke tests import the peers and Locust, so the suite installs bench/requirements.txt too.
+test: $(VENV)/.bench-installed /usr/bin/chromium node_modules/.installed
 	$(MAKE) --no-print-directory lint
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
