@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import connections
 from django.template.loader import render_to_string
 
-from lab import sockets
+from lab import shared_sockets, sockets
 from lab.clients import address_group, browser_key
 from lab.live import group_name
 from lab.models import Sandbox
@@ -225,6 +225,7 @@ class LabConsumer(AsyncWebsocketConsumer):
         self.sandbox_id: Any = None
         self.group: str | None = None
         self._push_task: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None  # keeps this socket counted in Redis (lab.shared_sockets)
         self._dirty = False
         self._reasons: set[str] = set()
         self._push_lock = asyncio.Lock()
@@ -249,16 +250,21 @@ class LabConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         client = self.scope.get("client") or [None]
-        for eviction in sockets.REGISTRY.add(
-            self.channel_name, session=self.session_key or self.browser, address=address_group(client[0])
-        ):
+        # Counted across the web processes when the layer is Redis (lab.shared_sockets), else in this process.
+        for eviction in await shared_sockets.count_open(
+            self.channel_layer, self.channel_name, session=self.session_key or self.browser,
+            address=address_group(client[0]),
+        ):  # fmt: skip
             await sockets.send_eviction(self.channel_layer, eviction)
+        self._heartbeat = shared_sockets.start_heartbeat(self.channel_layer, self.channel_name)
         if self.sandbox_id is not None:
             # A (re)connecting page may have missed anything: send the whole current state at once.
             await self._push(in_one_frame=True)
 
     async def disconnect(self, code: int) -> None:
-        sockets.REGISTRY.remove(self.channel_name)
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        await shared_sockets.forget(self.channel_layer, self.channel_name)
         if self._push_task is not None:
             self._push_task.cancel()
         if self._retry is not None:

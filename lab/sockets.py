@@ -6,8 +6,8 @@ And the rendezvous of a page opened before its visitor had a sandbox: its socket
 browser (lab.clients.browser_key: a session may not exist yet), and the request that creates the visitor's first
 sandbox announces it there (lab.sandboxes.announce_created), so the page goes live without a reload.
 
-Counted per process: in the scaled-out mode each daphne process keeps its own count, so a session may hold up to
-the cap on each of them.
+Counted per process here; with a Redis channel layer (the scaled-out mode) lab.shared_sockets counts them across
+every web process too, and its evictions take the place of this count's, which then only records.
 """
 
 from __future__ import annotations
@@ -41,6 +41,12 @@ class Eviction:
     per: str  # "session" | "address": which cap it passed
 
 
+def caps_for(*, session: str, address: str) -> list[tuple[str, str, int]]:
+    """(per, value, limit) for each cap a socket counts under."""
+    return [("session", session, settings.LAB_MAX_SOCKETS_PER_SESSION),
+            ("address", address, settings.LAB_MAX_SOCKETS_PER_ADDRESS)]  # fmt: skip
+
+
 class Registry:
     """Open sockets by session and by address, oldest first. Thread-safe (one event loop uses it in daphne, but
     tests run several)."""
@@ -50,13 +56,13 @@ class Registry:
         self._by: dict[tuple[str, str], OrderedDict[str, None]] = {}
         self._keys: dict[str, list[tuple[str, str]]] = {}
 
-    def add(self, channel_name: str, *, session: str, address: str) -> list[Eviction]:
-        """Count a new socket; returns the sockets it pushes out (the oldest past each cap), already uncounted."""
-        caps = (("session", session, settings.LAB_MAX_SOCKETS_PER_SESSION),
-                ("address", address, settings.LAB_MAX_SOCKETS_PER_ADDRESS))  # fmt: skip
+    def add(self, channel_name: str, *, session: str, address: str, enforce: bool = True) -> list[Eviction]:
+        """Count a new socket; returns the sockets it pushes out (the oldest past each cap), already uncounted.
+        With `enforce` false it only records the socket (the shared count decided what goes)."""
+        caps = caps_for(session=session, address=address) if enforce else []
         evicted: list[Eviction] = []
         with self._lock:
-            keys = [(per, value) for per, value, _ in caps if value]
+            keys = [(per, value) for per, value in (("session", session), ("address", address)) if value]
             self._keys[channel_name] = keys
             for key in keys:
                 self._by.setdefault(key, OrderedDict())[channel_name] = None
