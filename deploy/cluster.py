@@ -32,6 +32,13 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = Path(__file__).resolve().parent / "nginx.conf.template"
 START_TIMEOUT_S = 60.0
 STOP_GRACE_S = 10.0
+# daphne's options, the same as `make run`'s (tests/reliability/test_cluster_faults.py holds the two together): a
+# WebSocket message of at most 64 KiB, 60 s for the application's answer, 5 s for a socket to be accepted, a ping
+# after 20 s of silence and 30 s for its pong. Slow headers and bodies get their deadlines in reqflow.deadlines.
+DAPHNE_OPTIONS = [
+    "--websocket-max-message-size", "65536", "--http-timeout", "60", "--websocket_connect_timeout", "5",
+    "--ping-interval", "20", "--ping-timeout", "30",
+]  # fmt: skip
 BODY_MAX_BYTES = 64 * 1024  # the default of REQUEST_BODY_MAX_BYTES (DATA_UPLOAD_MAX_MEMORY_SIZE) in reqflow/settings.py
 MIME_TYPES = [Path("/etc/nginx/mime.types"), Path("/usr/local/nginx/conf/mime.types")]
 MINIMAL_MIME_TYPES = """types {
@@ -200,7 +207,7 @@ def plan(args: argparse.Namespace, env: dict[str, str], logs: Path, prefix: Path
     children = []
     for i, port in enumerate(web_ports, 1):
         argv = [str(bindir / "daphne"), "-b", "127.0.0.1", "-p", str(port), "--proxy-headers"]
-        argv += ["--websocket-max-message-size", "65536", "--access-log", str(logs / f"web-{i}.access.log")]
+        argv += [*DAPHNE_OPTIONS, "--access-log", str(logs / f"web-{i}.access.log")]
         children.append(
             Child(f"web-{i}", "web", [*argv, "reqflow.asgi:application"], logs / f"web-{i}.log", web_env, port)
         )
@@ -370,10 +377,13 @@ def main(argv: list[str] | None = None) -> int:
         say(f"make cluster: {exc}")
         code = 1
     finally:
-        say("stopping: " + ", ".join([c.name for c in children if c.running()] + [s.name for s in started]))
+        running = [c.name for c in children if c.running()] + [s.name for s in started]
+        if running:  # a start that failed before starting anything says its one line and nothing more
+            say("stopping: " + ", ".join(running))
         stop_all(children, started)
         (args.dir / "cluster.json").unlink(missing_ok=True)
-        say("stopped")
+        if running:
+            say("stopped")
     return code
 
 

@@ -23,6 +23,8 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 
+from lab.outage import first_line
+
 log = logging.getLogger(__name__)
 
 MESSAGE_TYPE = "lab.changed"  # handled by LabConsumer.lab_changed
@@ -47,8 +49,8 @@ async def apublish(sandbox_id: object, reason: str, **fields: Any) -> None:
         return
     try:
         await asyncio.wait_for(layer.group_send(group_name(sandbox_id), message(reason, **fields)), HINT_TIMEOUT_S)
-    except Exception:  # a push is a hint: a full, hung or unreachable layer must never fail the caller
-        log.warning("push to %s failed", group_name(sandbox_id), exc_info=True)
+    except Exception as exc:  # a push is a hint: a full, hung or unreachable layer must never fail the caller
+        log.warning("push to %s failed (%s)", group_name(sandbox_id), first_line(exc))  # a line, not a traceback
 
 
 def publish(sandbox_id: object, reason: str, **fields: Any) -> None:
@@ -175,8 +177,8 @@ def send_wakeup(sandbox_id: object) -> None:
     async def send() -> None:
         try:
             await asyncio.wait_for(layer.group_send(WAKEUP_GROUP, wakeup), HINT_TIMEOUT_S)
-        except Exception:
-            log.warning("projector wake-up could not be sent", exc_info=True)
+        except Exception as exc:
+            log.warning("projector wake-up could not be sent (%s)", first_line(exc))
 
     try:
         loop = asyncio.get_running_loop()

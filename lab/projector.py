@@ -31,19 +31,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lab import live, store
 from lab.copying import copy_state
 from lab.models import BALANCE, LARGEST_DEPOSIT, RETRO_GENERATION, STATE_ONLY, Sandbox
+from lab.outage import Outage, is_unavailable
 from lab.projections import checkpoint, project, sandbox_row
 from lab.rebuild import REBUILD_BATCH, pace, rebuild_step
 from lab.sandboxes import purge_idle_on_schedule
 from lab.store.values import py_uuid
+from lab.wakeups import listen, stop_listener
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,6 @@ T = TypeVar("T")
 BATCH = 500  # events per sandbox per turn: big enough to catch up fast, small enough to stay fair
 FALLBACK_POLL_S = 5.0  # only for wake-ups that got lost (another process without Redis, a missed notify)
 MAX_BACKOFF_S = 10.0
-LISTENER_STOP_TRIES = 10
-LISTENER_STOP_WAIT_S = 0.2
 PURGE_BATCH = 100  # idle sandboxes purged per go; a full batch goes again after PURGE_AGAIN_S, not in one long step
 PURGE_AGAIN_S = 1.0
 
@@ -200,6 +198,7 @@ class Projector:
         self._scan_now = True
         self._failures: dict[uuid.UUID | None, int] = {}
         self._last_error_log = 0.0
+        self.outage = Outage(name)  # a database that cannot serve: capped backoff, one log line (lab.outage)
 
     # Called from any thread.
     def notify(self, sandbox_id: object | None = None) -> None:
@@ -260,20 +259,20 @@ class Projector:
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         live.register_projector(self)
-        listener = asyncio.ensure_future(self._listen()) if self.listen_for_wakeups else None
+        listener = (
+            asyncio.ensure_future(listen(self._mark, lambda: self._stopping)) if self.listen_for_wakeups else None
+        )
         last_scan = -1e9
         try:
             while not self._stopping:
                 self._wakeup.clear()
+                if (backoff := self.outage.delay()) > 0:  # a wake-up only ends the wait early to check again
+                    await self._sleep(backoff)
+                    continue
                 if self._scan_now or time.monotonic() - last_scan >= self.fallback_poll_s:
                     self._scan_now = False
                     last_scan = time.monotonic()
-                    try:
-                        for sid in await self._db(store.pending_sandboxes):
-                            self._due.setdefault(sid, 0.0)
-                    except Exception:
-                        self._log_failure(None)
-                        await self._db(_close_connection)
+                    await self._scan()
                 if self.purge_every_s > 0 and time.monotonic() >= self._next_purge:
                     await self._purge()
                 if await self.turn():
@@ -285,17 +284,40 @@ class Projector:
                 if self.purge_every_s > 0:
                     timeout = min(timeout, self._next_purge - time.monotonic())
                 if timeout > 0:
-                    try:
-                        await asyncio.wait_for(self._wakeup.wait(), timeout)
-                    except TimeoutError:
-                        pass
+                    await self._sleep(timeout)
         finally:
             if listener is not None:
-                await _stop_listener(listener)
+                await stop_listener(listener)
             live.unregister_projector(self)
             # The dedicated thread owns a connection; close it there, or PostgreSQL keeps the session open.
             await self._loop.run_in_executor(self._executor, _close_connection)
             self._executor.shutdown(wait=True)
+
+    async def _sleep(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    async def _scan(self) -> None:
+        """Every sandbox with pending work becomes due; the first try after an outage is this scan."""
+        try:
+            for sid in await self._db(store.pending_sandboxes):
+                self._due.setdefault(sid, 0.0)
+        except Exception as exc:
+            await self._failed(exc, None, "the scan")
+            return
+        self.outage.recovered()
+
+    async def _failed(self, exc: Exception, sid: uuid.UUID | None, where: str) -> int:
+        """A database call failed: an unavailable database backs the whole loop off (and the next try is a scan);
+        anything else is this sandbox's problem, logged with its traceback. Returns the failures in a row."""
+        await self._db(_close_connection)
+        if is_unavailable(exc):
+            self.outage.failed(exc, where)
+            self._scan_now = True
+            return self.outage.tries
+        return self._log_failure(sid)
 
     async def turn(self) -> bool:
         """Give every sandbox that is due one bounded step, in round-robin order. True if any has more."""
@@ -310,11 +332,14 @@ class Projector:
                 result = await self._db(
                     step, sid, batch=self.batch, rebuild_batch=self.rebuild_batch, hold_s=self.hold_s
                 )
-            except Exception:
-                failures = self._log_failure(sid)
+            except Exception as exc:
+                failures = await self._failed(exc, sid, f"sandbox {sid}")
+                if self.outage.tries:  # every sandbox would fail the same way: retry them all after the backoff
+                    self._due[sid] = 0.0
+                    return False
                 self._due[sid] = time.time() + min(MAX_BACKOFF_S, 0.1 * 2**failures)
-                await self._db(_close_connection)
                 continue
+            self.outage.recovered()
             self._failures.pop(sid, None)
             self._failures.pop(None, None)
             self.applied_total += result.applied
@@ -331,41 +356,13 @@ class Projector:
         """One bounded batch of the scheduled purge of idle sandboxes, on the projector's database thread."""
         try:
             purged = await self._db(purge_idle_on_schedule, PURGE_BATCH)
-        except Exception:
-            self._log_failure(None)
-            await self._db(_close_connection)
+        except Exception as exc:
+            await self._failed(exc, None, "the purge")
             self._next_purge = time.monotonic() + min(self.purge_every_s, 60.0)
             return
         self.purged_total += purged
         full = purged >= PURGE_BATCH  # more may be waiting: the next batch soon, between other sandboxes' steps
         self._next_purge = time.monotonic() + (PURGE_AGAIN_S if full else self.purge_every_s)
-
-    async def _listen(self) -> None:
-        layer = get_channel_layer()
-        if layer is None:
-            return
-        channel = None
-        while not self._stopping:
-            try:
-                if channel is None:
-                    channel = await layer.new_channel()
-                    await layer.group_add(live.WAKEUP_GROUP, channel)
-                message = await layer.receive(channel)
-                self._mark(py_uuid(message["sandbox"]) if message.get("sandbox") else None)
-            except asyncio.CancelledError:
-                if channel is not None:
-                    try:
-                        await asyncio.wait_for(layer.group_discard(live.WAKEUP_GROUP, channel), live.HINT_TIMEOUT_S)
-                    except Exception:  # noqa: S110 (the group entry expires on its own)
-                        pass
-                raise
-            except RedisTimeoutError:
-                # Nothing arrived within a read timeout: an idle listener, not a failure. Same channel, go again.
-                continue
-            except Exception:
-                log.warning("projector wake-up listener failed; retrying", exc_info=True)
-                channel = None
-                await asyncio.sleep(1.0)
 
     def _log_failure(self, sid: uuid.UUID | None) -> int:
         failures = self._failures.get(sid, 0) + 1
@@ -408,23 +405,6 @@ async def stop_embedded_projector() -> None:
 
 def embedded_projector() -> Projector | None:
     return _EMBEDDED
-
-
-async def _stop_listener(listener: asyncio.Task[None]) -> None:
-    """Cancel the wake-up listener and wait for it, bounded.
-
-    One cancel is not always enough: on Python 3.11, asyncio.wait_for (inside redis-py's connect) swallows a
-    cancellation that arrives just as the connection completes, and the listener then sat in Redis' blocking
-    receive for good, so stopping the projector hung. Cancelling again reaches it at its next wait.
-    """
-    for _ in range(LISTENER_STOP_TRIES):
-        listener.cancel()
-        done, _ = await asyncio.wait({listener}, timeout=LISTENER_STOP_WAIT_S)
-        if done:
-            if not listener.cancelled() and listener.exception() is not None:
-                log.debug("the wake-up listener ended with %r", listener.exception())
-            return
-    log.warning("the projector's wake-up listener did not stop; leaving it to the event loop's shutdown")
 
 
 def drain(sandbox_ids: Iterable[object] | None = None, *, batch: int = BATCH, max_steps: int = 1_000_000) -> int:

@@ -265,14 +265,19 @@ LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").strip().upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise ImproperlyConfigured(f"LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, not {LOG_LEVEL!r}")
 
+# One handler, on the root logger; our loggers only set their level and propagate to it. daphne's command line puts
+# a handler of its own on the root before it imports the site: when our loggers had their own handler too, every
+# line came out twice (tests/reliability/test_startup_errors.py counts them). This replaces daphne's root handler
+# and keeps the root's level (daphne's -v, or WARNING under manage.py).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"]},
     "loggers": {
         "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
-        "reqflow": {"handlers": ["console"], "level": LOG_LEVEL},
-        "concepts": {"handlers": ["console"], "level": LOG_LEVEL},
-        "lab": {"handlers": ["console"], "level": LOG_LEVEL},
+        "reqflow": {"level": LOG_LEVEL},
+        "concepts": {"level": LOG_LEVEL},
+        "lab": {"level": LOG_LEVEL},
     },
 }

@@ -1,8 +1,10 @@
 """`manage.py check_store`: refuse to serve a corrupt SQLite store (`make run` calls it before daphne).
 
 PRAGMA quick_check reads every page of the file (it skips only the index-content cross-checks of integrity_check),
-so a damaged page shows here instead of as a 500 in the middle of a learner's command. On PostgreSQL it does
-nothing: the server checks its own pages.
+so a damaged page shows here instead of as a 500 in the middle of a learner's command. On PostgreSQL the server
+checks its own pages; here it only checks that the server answers. With REDIS_URL, Redis must answer too: a site
+started without them would look up and answer nothing but 503s, so `make run` stops with one line instead
+(reqflow.startup).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+
+from reqflow.startup import unreachable
 
 
 def quick_check(path: Path) -> str | None:
@@ -32,9 +36,14 @@ def quick_check(path: Path) -> str | None:
 
 
 class Command(BaseCommand):
-    help = "Check the SQLite store's integrity (PRAGMA quick_check); exit 1 with one line if it is damaged."
+    help = (
+        "Check the SQLite store's integrity (PRAGMA quick_check), or that PostgreSQL and Redis answer; exit 1 with "
+        "one line if not."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if problem := unreachable():
+            raise CommandError(f"{problem}; not starting")
         db = settings.DATABASES["default"]
         if db["ENGINE"] != "django.db.backends.sqlite3":
             return

@@ -5,6 +5,10 @@ per-sandbox advisory lock lets only one apply a given sandbox at a time, and the
 rejects anything that slips through. Appends in web processes wake workers through the channel layer (Redis);
 without Redis a worker still finds new events with its fallback scan. SIGTERM or SIGINT finish the current
 step (its transaction commits or rolls back whole) and exit cleanly.
+
+At the start it checks that the database and Redis answer: if one does not, it exits with one line saying which
+(reqflow.startup), not a traceback or a silent retry loop. Once running, it outlasts either going away: the loop
+backs off while the database is unavailable (lab.outage) and pushes give up quickly while Redis is.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ import signal
 import sys
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from lab.projector import BATCH, FALLBACK_POLL_S, Projector
+from reqflow.startup import unreachable
 
 
 class Command(BaseCommand):
@@ -36,6 +41,8 @@ class Command(BaseCommand):
         batch = int(options["batch"])
         if batch < 1:
             raise ValueError("--batch must be at least 1")
+        if problem := unreachable():
+            raise CommandError(f"run_projector: {problem}; not starting")
         projector = Projector(
             batch=batch,
             fallback_poll_s=max(0.1, float(options["poll"])),

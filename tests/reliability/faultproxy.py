@@ -1,0 +1,198 @@
+"""A TCP proxy the fault tests put in front of PostgreSQL or Redis, so a database or Redis fault is real: the
+client's driver meets a reset connection, a silent peer or a refused connect, exactly as it would in production.
+
+    with FaultProxy(5432) as proxy:          # listens on 127.0.0.1:proxy.port, forwards to 127.0.0.1:5432
+        proxy.cut()                          # reset (RST) every open connection, both sides
+        proxy.pause(); proxy.resume()        # stop forwarding bytes (a hung peer), then go on where it stopped
+        proxy.refuse(); proxy.restore()      # nobody listens (connect is refused), then listen again
+        proxy.cut_on(b"COMMIT", deliver=True)  # one shot: the server gets the COMMIT, the client never the reply
+
+It runs its own asyncio loop on a thread; every method is called from the test's thread and returns once done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import threading
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+CHUNK = 64 * 1024
+# After a delivered trigger, the server side stays open this long, so the server reads and acts on what it got
+# (a COMMIT commits) before it sees the client go.
+DELIVER_GRACE_S = 0.5
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP reset, not a polite FIN: SO_LINGER 0, then drop the transport."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    writer.transport.abort()
+
+
+@dataclass
+class Trigger:
+    pattern: bytes
+    deliver: bool
+    fired: threading.Event
+
+
+@dataclass(eq=False)  # compared and hashed by identity: each connection is one
+class Link:
+    client: asyncio.StreamWriter
+    server: asyncio.StreamWriter
+
+
+class FaultProxy:
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        self.target = (target_host, target_port)
+        self.port = 0
+        self.connections_total = 0
+        self._links: set[Link] = set()
+        self._trigger: Trigger | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="faultproxy", daemon=True)
+        self._thread.start()
+        self._flowing = self._call(self._make_event())
+        self._server: asyncio.Server | None = None
+        self._call(self._listen())
+
+    # --- The test's side ------------------------------------------------------------------------------------
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._links)
+
+    def cut(self) -> int:
+        """Reset every open connection on both sides; returns how many there were."""
+        return self._call(self._cut_all())
+
+    def pause(self) -> None:
+        """Forward nothing more, either way, and hold what arrives: to both ends the peer has hung."""
+        self._loop.call_soon_threadsafe(self._flowing.clear)
+
+    def resume(self) -> None:
+        self._loop.call_soon_threadsafe(self._flowing.set)
+
+    def refuse(self) -> None:
+        """Stop listening and reset every open connection: the service is down, a connect is refused."""
+        self._call(self._stop_listening())
+        self.cut()
+
+    def restore(self) -> None:
+        """Listen again on the same port, forwarding (the service is back)."""
+        self.resume()
+        if self._server is None:
+            self._call(self._listen())
+
+    def cut_on(self, pattern: bytes, *, deliver: bool = False) -> threading.Event:
+        """One shot: when bytes from a client contain `pattern`, reset that connection. With `deliver`, the server
+        gets those bytes first and the client loses the reply; without, they never reach the server. The event
+        returned is set when it fired."""
+        trigger = Trigger(pattern, deliver, threading.Event())
+        self._trigger = trigger
+        return trigger.fired
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        self._call(self._stop_listening())
+        self.cut()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+
+    def __enter__(self) -> FaultProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- The loop's side ------------------------------------------------------------------------------------
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
+
+    async def _make_event(self) -> asyncio.Event:
+        event = asyncio.Event()
+        event.set()
+        return event
+
+    async def _listen(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port, reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _stop_listening(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _cut_all(self) -> int:
+        links = list(self._links)
+        for link in links:
+            self._drop(link)
+        return len(links)
+
+    def _drop(self, link: Link) -> None:
+        _reset(link.client)
+        _reset(link.server)
+        self._links.discard(link)
+
+    async def _accept(self, client_reader: asyncio.StreamReader, client: asyncio.StreamWriter) -> None:
+        self.connections_total += 1
+        try:
+            server_reader, server = await asyncio.open_connection(*self.target)
+        except OSError:
+            _reset(client)  # the target is down: the client sees its connection reset, as a proxy would show it
+            return
+        link = Link(client, server)
+        self._links.add(link)
+        await asyncio.gather(
+            self._pump(client_reader, server, link, upstream=True),
+            self._pump(server_reader, client, link, upstream=False),
+            return_exceptions=True,
+        )
+        self._links.discard(link)
+
+    async def _pump(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: Link, *, upstream: bool
+    ) -> None:
+        try:
+            while True:
+                data = await reader.read(CHUNK)
+                if not data:
+                    break
+                await self._flowing.wait()
+                if link not in self._links:
+                    return  # cut while this chunk waited
+                trigger = self._trigger
+                if upstream and trigger is not None and trigger.pattern in data:
+                    self._trigger = None
+                    await self._fire(trigger, link, data)
+                    return
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            if link in self._links:
+                self._drop(link)  # one side ended: end the other, as the peers would see it with no proxy
+
+    async def _fire(self, trigger: Trigger, link: Link, data: bytes) -> None:
+        self._links.discard(link)
+        _reset(link.client)
+        if trigger.deliver:
+            link.server.write(data)
+            await link.server.drain()
+            await asyncio.sleep(DELIVER_GRACE_S)  # the server acts on it; its reply goes nowhere
+        _reset(link.server)
+        trigger.fired.set()
