@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from lab import exchange_views, scenario_views, views
+from lab import domain_urls, exchange_views, scenario_views, views
 
 app_name = "lab"
 
@@ -29,4 +29,5 @@ urlpatterns = [
     path("lab/import/", exchange_views.import_log, name="import"),
     path("lab/mode/", exchange_views.switch_mode, name="mode"),
     path("lab/predict/", views.predict, name="predict"),
+    *domain_urls.urlpatterns,
 ]

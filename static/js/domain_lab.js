@@ -1,0 +1,136 @@
+// A domain lab's client side (templates/lab/domain/lab.html): only what htmx cannot do. The server renders every
+// number. This file asks for the live parts again while the read side catches up (and, slower, for what another
+// tab changed), keeps a refresh from pulling a field out from under the learner's fingers, shows 4xx answers
+// beside their control, and keeps the slider read-outs current. Everything works without it (plain forms).
+(function () {
+  "use strict";
+
+  document.documentElement.classList.add("lab-js");
+
+  var CATCHING_UP_MS = 500; // while the read models are behind: watch the read version move
+  var IDLE_MS = 2500; // otherwise: what another tab of this session changed
+  var timer = null;
+  var inFlight = false;
+
+  function $(id) { return document.getElementById(id); }
+  function root() { return $("dlab"); }
+
+  function setStatus(text, state) {
+    var el = document.querySelector("[data-refresh-status]");
+    if (!el) return;
+    if (el.textContent !== text) el.textContent = text;
+    el.dataset.state = state;
+  }
+
+  function behind() {
+    var status = $("dlab-status");
+    return status ? Number(status.dataset.behind || 0) > 0 || status.dataset.state === "catching up" : false;
+  }
+
+  // ---- the refresh: GET the state with the stamp the page shows; 204 when nothing changed -------------------
+  function schedule() {
+    if (timer !== null) clearTimeout(timer);
+    timer = null;
+    if (document.visibilityState === "hidden") {
+      setStatus("Updates paused while this tab is hidden.", "paused");
+      return;
+    }
+    timer = setTimeout(refresh, behind() ? CATCHING_UP_MS : IDLE_MS);
+  }
+
+  function refresh() {
+    timer = null;
+    var lab = root(), status = $("dlab-status");
+    if (!lab || !window.htmx || inFlight) { schedule(); return; }
+    inFlight = true;
+    var url = lab.dataset.stateUrl + "?seen=" + encodeURIComponent(status ? status.dataset.stamp : "");
+    window.htmx.ajax("GET", url, { source: lab, swap: "none" }).then(function () {
+      inFlight = false;
+      setStatus("Live: this page refreshes itself as the projection catches up.", "live");
+      schedule();
+    }, function () {
+      inFlight = false;
+      setStatus("Could not reach the server; trying again.", "retrying");
+      schedule();
+    });
+  }
+
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible") refresh(); else schedule();
+  });
+
+  // An answer to a command or control brings the live parts too: watch the catch-up from there.
+  document.addEventListener("htmx:afterSettle", function () { if (!inFlight) schedule(); });
+
+  // ---- a command's answer renews its form: keep the focus where the learner was (on the same button) ---------
+  var focusId = null;
+  document.addEventListener("htmx:beforeRequest", function (evt) {
+    if (evt.detail.elt === root()) return; // the refresh, not the learner
+    var active = document.activeElement;
+    focusId = active && active.id && active.closest && active.closest("#dlab") ? active.id : null;
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    var active = document.activeElement;
+    if (focusId && (!active || active === document.body) && $(focusId)) $(focusId).focus();
+  });
+
+  // ---- a refresh never swaps a part the learner is typing in ------------------------------------------------
+  document.addEventListener("htmx:oobBeforeSwap", function (evt) {
+    var target = evt.detail.target, active = document.activeElement;
+    if (!target || !target.closest || !target.closest("#dlab")) return;
+    if (active && target.contains(active) && /^(INPUT|SELECT|TEXTAREA)$/.test(active.tagName) && active.type !== "hidden") {
+      evt.detail.shouldSwap = false;
+    }
+  });
+
+  // ---- 4xx answers carry the reason, meant for the slot beside the control ------------------------------------
+  document.addEventListener("htmx:beforeSwap", function (evt) {
+    var status = evt.detail.xhr && evt.detail.xhr.status;
+    if (status === 400 || status === 409 || status === 422 || status === 429) {
+      evt.detail.shouldSwap = true;
+      evt.detail.isError = false;
+    } else if (status === 503 || status === 413) {
+      evt.detail.shouldSwap = false;
+      var slot = evt.detail.target;
+      if (slot && slot.closest && slot.closest("#dlab") && slot.id !== "dlab") {
+        slot.className = "lab-result dlab-result lab-result--bad";
+        slot.textContent = status === 413
+          ? "✗ That was too large to send; nothing was changed."
+          : "✗ The server is busy or its database is unavailable; nothing was changed. Try again in a moment.";
+      }
+    }
+  });
+
+  // ---- slider read-outs -----------------------------------------------------------------------------------------
+  function showRange(input) {
+    var form = input.form, out = form && form.querySelector("output");
+    if (!out) return;
+    if (input.name === "lag") {
+      out.textContent = Number(input.value).toFixed(1) + " s";
+      input.setAttribute("aria-valuetext", Number(input.value).toFixed(1) + " seconds");
+    } else {
+      out.textContent = "v=" + input.value;
+    }
+  }
+
+  document.addEventListener("input", function (evt) {
+    if (evt.target.type === "range" && evt.target.closest("#dlab")) showRange(evt.target);
+  });
+
+  // The time-travel slider reaches as far as the log does: follow the write version.
+  document.addEventListener("htmx:oobAfterSwap", function (evt) {
+    if (!evt.detail.target || evt.detail.target.id !== "dlab-status") return;
+    var slider = document.querySelector("[data-tt-version]");
+    var head = Number(evt.detail.target.dataset.writeVersion || 0);
+    if (!slider || Number(slider.max) === head) return;
+    var atHead = Number(slider.value) === Number(slider.max);
+    slider.max = String(head);
+    if (atHead && document.activeElement !== slider) { slider.value = String(head); showRange(slider); }
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    if (!root()) return;
+    setStatus("Live: this page refreshes itself as the projection catches up.", "live");
+    schedule();
+  });
+})();
