@@ -171,7 +171,7 @@ def _check_event(number: int, raw: object, state: AccountState) -> ImportedEvent
     try:
         event = decode(event_type, schema, raw["payload"])
     except UnreadableEvent as exc:
-        raise ImportRefused(f"{where}: its payload cannot be read ({exc}).") from None
+        raise ImportRefused(f"{where}: its payload cannot be read ({_shortened(str(exc))}).") from None
     _check_rules(where, event, state)
     return ImportedEvent(event=event, schema_version=schema)
 
@@ -204,6 +204,11 @@ def _kind(value: object) -> str:
     return {list: "list", str: "string", int: "number", float: "number", bool: "true/false"}.get(
         type(value), "null" if value is None else type(value).__name__
     )
+
+
+def _shortened(text: str, limit: int = 120) -> str:
+    """A reason that quotes the file, cut short: a 10 kB value is not sent back whole in the refusal."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _kib(size: int) -> str:

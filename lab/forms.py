@@ -49,6 +49,16 @@ class AmountField(forms.CharField):
         return parsed
 
 
+class PlainIntegerField(forms.IntegerField):
+    """A whole number in ASCII digits. Python's int() also reads Arabic-Indic or full-width digits ("\u0665" is 5),
+    so `expected_version=\u0665\u0660` was taken as 50: what the learner sent and what the lab used would differ."""
+
+    def to_python(self, value: Any) -> int | None:
+        if isinstance(value, str) and not value.strip().isascii():
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        return super().to_python(value)
+
+
 class OneValueEach(forms.Form):
     """A field sent twice (`kind=deposit&kind=withdraw`) is refused: Django would silently take the last value,
     and which one the learner meant is anybody's guess."""
@@ -63,10 +73,14 @@ class OneValueEach(forms.Form):
 
 
 class CommandForm(OneValueEach):
-    kind = forms.ChoiceField(choices=[("deposit", "Deposit"), ("withdraw", "Withdraw")])
+    # Django's message repeats the value sent (10 kB of it, or markup): a 400 names the rule, never echoes input.
+    kind = forms.ChoiceField(
+        choices=[("deposit", "Deposit"), ("withdraw", "Withdraw")],
+        error_messages={"invalid_choice": "Choose deposit or withdraw."},
+    )
     amount = AmountField(error_messages={"required": "Enter an amount, for example 50."})
     command_id = forms.CharField(max_length=COMMAND_ID_MAX, required=False)
-    expected_version = forms.IntegerField(min_value=0, required=False)
+    expected_version = PlainIntegerField(min_value=0, required=False)
 
     def clean_command_id(self) -> str | None:
         value = self.cleaned_data.get("command_id") or ""
@@ -90,7 +104,7 @@ class LagForm(OneValueEach):
 
 
 class SnapshotIntervalForm(OneValueEach):
-    interval = forms.IntegerField(
+    interval = PlainIntegerField(
         min_value=0,
         max_value=SNAPSHOT_INTERVAL_MAX,
         error_messages={
@@ -106,7 +120,7 @@ class ReplayRateForm(OneValueEach):
     """The pace of a rebuild and of the retroactive model's catch-up: events a second, 0 = as fast as possible.
     The panel offers lab.limits.REPLAY_RATE_PRESETS; any whole number from 0 to REPLAY_RATE_MAX is accepted."""
 
-    rate = forms.IntegerField(
+    rate = PlainIntegerField(
         min_value=0,
         max_value=REPLAY_RATE_MAX,
         error_messages={
@@ -138,7 +152,7 @@ class ProjectorForm(OneValueEach):
 class VersionForm(forms.Form):
     """A version picked on a slider or by a step button; clamped to the stream later, so only the type is checked."""
 
-    version = forms.IntegerField(min_value=0, max_value=10_000_000, required=False)
+    version = PlainIntegerField(min_value=0, max_value=10_000_000, required=False)
 
 
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")  # how an ISO date (and time) starts; a time of day never does
@@ -194,7 +208,7 @@ def time_travel_at(params: QueryDict | dict[str, Any]) -> dt.datetime | None:
 
 
 class LogForm(forms.Form):
-    page = forms.IntegerField(min_value=1, max_value=100_000, required=False)
+    page = PlainIntegerField(min_value=1, max_value=100_000, required=False)
     type = forms.ChoiceField(
         choices=[("", "All"), ("Deposited", "Deposited"), ("Withdrew", "Withdrew"), ("InterestPaid", "InterestPaid")],
         required=False,
