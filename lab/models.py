@@ -26,6 +26,14 @@ EVENT_SOURCED = "event-sourced"
 STATE_ONLY = "state-only"
 MODES = (EVENT_SOURCED, STATE_ONLY)
 
+# Sandbox.domain: which lab a sandbox runs. The account lab is "account"; the domains of "Where it shows up" are
+# lab.engine.domains.DOMAINS' names ("ledger", "orderbook", "document"), each in a sandbox of its own
+# (lab.domain_labs). Their read models are DomainReadModel rows, kept by two checkpoints: DOMAIN_LIVE for the
+# read models every domain lab starts with, DOMAIN_LATE for those a learner adds after the fact (the auditor).
+ACCOUNT = "account"
+DOMAIN_LIVE = "domain-live"
+DOMAIN_LATE = "domain-late"
+
 
 class Sandbox(models.Model):
     """One visitor's private lab: its account stream, its read models and its settings."""
@@ -64,6 +72,8 @@ class Sandbox(models.Model):
     # Which generation of the read models answers queries; a rebuild fills generation + 1, then swaps.
     live_generation = models.PositiveIntegerField(default=1)
     rebuilding_generation = models.PositiveIntegerField(null=True, blank=True)
+    # Which lab this sandbox runs (ACCOUNT, or a domain of lab.engine.domains): it names the stream too.
+    domain = models.CharField(max_length=16, default=ACCOUNT)
 
     class Meta:
         db_table = "concepts_sandbox"
@@ -78,7 +88,7 @@ class Sandbox(models.Model):
 
     @property
     def stream_id(self) -> str:
-        return f"account-{self.id}"
+        return f"{self.domain or ACCOUNT}-{self.id}"
 
 
 class StoredEvent(models.Model):
@@ -274,6 +284,24 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"dead letter {self.projection} #{self.position}"
+
+
+class DomainReadModel(models.Model):
+    """One read model of a domain lab (lab.domain_projections): the engine's read-model state as JSON, written in
+    the same transaction as its checkpoint. One row per sandbox and read-model name."""
+
+    sandbox = models.ForeignKey(Sandbox, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=32)
+    version = models.PositiveIntegerField(default=0)
+    state = models.JSONField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "lab_domainreadmodel"
+        constraints = [models.UniqueConstraint(fields=["sandbox", "name"], name="domain_read_model_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.name} at v{self.version}"
 
 
 # --- Teaching: what the learner did that the store does not keep, and missions met ---------------------------

@@ -67,6 +67,7 @@ SANDBOX_FIELDS = (
     "retired_at",
     "replay_rate",
     "mode",
+    "domain",
 )
 
 

@@ -37,7 +37,8 @@ from django.utils import timezone
 
 from lab import live, store
 from lab.copying import copy_state
-from lab.models import BALANCE, LARGEST_DEPOSIT, RETRO_GENERATION, STATE_ONLY, Sandbox
+from lab.domain_projections import step_domain
+from lab.models import ACCOUNT, BALANCE, LARGEST_DEPOSIT, RETRO_GENERATION, STATE_ONLY, Sandbox
 from lab.outage import Outage, is_unavailable
 from lab.projections import checkpoint, project, sandbox_row
 from lab.rebuild import REBUILD_BATCH, pace, rebuild_step
@@ -97,6 +98,9 @@ def step(
     if row["projector_paused"]:
         return result
     lag = dt.timedelta(milliseconds=row["lag_ms"])
+    if row["domain"] != ACCOUNT:  # a domain lab: its read models as JSON rows (lab.domain_projections)
+        step_domain(result, row, lag, now, batch)
+        return result
     if row["mode"] == STATE_ONLY:  # no log to follow: copy the write model's row once its change is due
         _step_copy(result, lag, now)
         return result

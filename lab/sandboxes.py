@@ -35,7 +35,7 @@ from django.utils import timezone
 
 from lab import live, sockets, store
 from lab.clients import browser_key, client_key
-from lab.models import Sandbox
+from lab.models import ACCOUNT, Sandbox
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,9 @@ def adopt_session_sandbox(request: HttpRequest, user: Any) -> Sandbox | None:
     session_sandbox = _by_id(request.session.get(SESSION_SANDBOX))
     if session_sandbox is not None and session_sandbox.user_id not in (None, user.pk):
         session_sandbox = None  # someone else's: never hand it over
-    mine = Sandbox.objects.filter(user=user, retired_at__isnull=True).order_by("-last_active_at").first()
+    mine = (
+        Sandbox.objects.filter(user=user, retired_at__isnull=True, domain=ACCOUNT).order_by("-last_active_at").first()
+    )
     if mine is None and session_sandbox is not None and session_sandbox.retired_at is None:
         session_sandbox.user = user
         session_sandbox.session_key = request.session.session_key or session_sandbox.session_key
@@ -316,19 +318,23 @@ def _by_id(raw: object) -> Sandbox | None:
 
 def _current_for_user(user: Any, session_choice: object) -> Sandbox | None:
     chosen = _by_id(session_choice)
-    if chosen is not None and chosen.user_id == user.pk and chosen.retired_at is None:
+    if chosen is not None and chosen.user_id == user.pk and chosen.retired_at is None and chosen.domain == ACCOUNT:
         return chosen
-    return Sandbox.objects.filter(user=user, retired_at__isnull=True).order_by("-last_active_at").first()
+    return (
+        Sandbox.objects.filter(user=user, retired_at__isnull=True, domain=ACCOUNT).order_by("-last_active_at").first()
+    )
 
 
 def _current_for_session(session: Any) -> Sandbox | None:
     chosen = _by_id(session.get(SESSION_SANDBOX))
     # A signed-out visitor never sees an account's sandbox, even if the session still names it.
-    if chosen is not None and chosen.user_id is None and chosen.retired_at is None:
+    if chosen is not None and chosen.user_id is None and chosen.retired_at is None and chosen.domain == ACCOUNT:
         return chosen
     if session.session_key:
         return (
-            Sandbox.objects.filter(session_key=session.session_key, user__isnull=True, retired_at__isnull=True)
+            Sandbox.objects.filter(
+                session_key=session.session_key, user__isnull=True, retired_at__isnull=True, domain=ACCOUNT
+            )
             .order_by("-last_active_at")
             .first()
         )
@@ -356,11 +362,28 @@ def _create(request: HttpRequest, user: Any, mode: str | None = None, *, capped:
     return sandbox
 
 
-def _check_room(client: str) -> None:
-    """Raise SandboxLimitReached when one more current sandbox would pass a cap. Inside the creating transaction."""
+def create_domain_sandbox(session_key: str, client_address: str | None, domain: str) -> Sandbox:
+    """The session's sandbox of a domain lab (lab.domain_labs), created within the same caps as a first account
+    sandbox (SandboxLimitReached past one); the existing one when a concurrent first command made it first."""
+    client = client_key(client_address)
+    with transaction.atomic():
+        _lock_creation()
+        found = Sandbox.objects.filter(session_key=session_key, domain=domain, retired_at__isnull=True).first()
+        if found is not None:
+            return found
+        _check_room(client)
+        return Sandbox.objects.create(session_key=session_key, client=client, domain=domain)
+
+
+def _lock_creation() -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", list(CREATE_LOCK))
+
+
+def _check_room(client: str) -> None:
+    """Raise SandboxLimitReached when one more current sandbox would pass a cap. Inside the creating transaction."""
+    _lock_creation()  # taken again when held already: advisory locks are re-entrant within a session
     current = Sandbox.objects.filter(retired_at__isnull=True)
     limit = settings.LAB_MAX_SANDBOXES
     if current.count() >= limit:
@@ -404,10 +427,11 @@ def _in_about(seconds: int) -> str:
 
 
 def _owned(session: Any, user: Any | None) -> QuerySet[Sandbox]:
-    """The sandboxes a visitor owns: the account's when signed in, else the session's anonymous ones."""
+    """The account-lab sandboxes a visitor owns: the account's when signed in, else the session's anonymous ones.
+    (A domain lab's sandbox, lab.domain_labs, is never reset, so never retired nor recycled.)"""
     if user is not None:
-        return Sandbox.objects.filter(user=user)
-    return Sandbox.objects.filter(session_key=session.session_key or "-", user__isnull=True)
+        return Sandbox.objects.filter(user=user, domain=ACCOUNT)
+    return Sandbox.objects.filter(session_key=session.session_key or "-", user__isnull=True, domain=ACCOUNT)
 
 
 def _now_ms() -> int:

@@ -7,11 +7,13 @@ load-report tables. Everything else in the lab reads and writes events through t
   reads.py      log pages, the version at a moment, in-flight events, the projector's feed, pending sandboxes
   purge.py      the only deletes: one whole sandbox, or everything (flush)
   values.py     Python <-> database values for the raw SQL
+  domains.py    the streams of the domain labs: append and load through a domain's codec, its snapshots
 
 docs/architecture.md explains the ordering guarantees (why, within a sandbox, positions commit in order on both
 databases) and the lock order.
 """
 
+from lab.store.domains import DomainLoad, append_domain, decode_row, domain_tail, load_domain, save_domain_snapshot
 from lab.store.events import (
     DjangoEventStore,
     DuplicateEventId,
@@ -43,12 +45,16 @@ from lab.store.snapshots import load_state, save_snapshot, snapshot_at, snapshot
 
 __all__ = [
     "DjangoEventStore",
+    "DomainLoad",
     "DuplicateEventId",
     "EventTally",
     "append",
+    "append_domain",
     "command_outcome",
+    "decode_row",
     "delete_all_events",
     "domain_event",
+    "domain_tail",
     "event_at_time",
     "event_page",
     "event_store",
@@ -57,6 +63,7 @@ __all__ = [
     "events_for_projection",
     "first_event_of",
     "head_version",
+    "load_domain",
     "load_state",
     "lock_for_append",
     "newest_versions",
@@ -68,6 +75,7 @@ __all__ = [
     "record_command",
     "record_load",
     "sandbox_id_of",
+    "save_domain_snapshot",
     "save_snapshot",
     "snapshot_at",
     "snapshots_of",

@@ -13,7 +13,17 @@ from typing import Any, NamedTuple
 from django.db import connection
 from django.db.models import Count, Max, Q
 
-from lab.models import BALANCE, LARGEST_DEPOSIT, RETRO_GENERATION, Checkpoint, Sandbox, StoredEvent
+from lab.models import (
+    ACCOUNT,
+    BALANCE,
+    DOMAIN_LATE,
+    DOMAIN_LIVE,
+    LARGEST_DEPOSIT,
+    RETRO_GENERATION,
+    Checkpoint,
+    Sandbox,
+    StoredEvent,
+)
 from lab.store.values import db_uuid, py_uuid
 
 EVENTS = StoredEvent._meta.db_table
@@ -120,7 +130,8 @@ def events_for_projection(sandbox_id: uuid.UUID, after: int, limit: int) -> list
 
 def pending_sandboxes() -> list[uuid.UUID]:
     """Sandboxes that may have work: events past the live checkpoint, a rebuild, a retro model, a crash to end,
-    a state-only change to copy (lab.copying)."""
+    a state-only change to copy (lab.copying). A domain lab's sandbox (Sandbox.domain) is followed by its
+    DOMAIN_LIVE and DOMAIN_LATE checkpoints instead of the balance's and the retroactive model's."""
     sql = f"""
         SELECT s.id FROM {SANDBOXES} s
         WHERE s.retired_at IS NULL AND (
@@ -130,13 +141,16 @@ def pending_sandboxes() -> list[uuid.UUID]:
             OR (s.projector_paused = %s AND EXISTS (
                 SELECT 1 FROM {EVENTS} e WHERE e.sandbox_id = s.id AND e.position > COALESCE((
                     SELECT c.position FROM {CHECKPOINTS} c
-                    WHERE c.sandbox_id = s.id AND c.projection = %s AND c.generation = s.live_generation), 0)))
+                    WHERE c.sandbox_id = s.id AND c.generation = s.live_generation
+                    AND c.projection = CASE WHEN s.domain = %s THEN %s ELSE %s END), 0)))
             OR (s.retro_model_enabled = %s AND EXISTS (
                 SELECT 1 FROM {EVENTS} e WHERE e.sandbox_id = s.id AND e.position > COALESCE((
                     SELECT c.position FROM {CHECKPOINTS} c
-                    WHERE c.sandbox_id = s.id AND c.projection = %s AND c.generation = %s), 0)))
+                    WHERE c.sandbox_id = s.id AND c.generation = %s
+                    AND c.projection = CASE WHEN s.domain = %s THEN %s ELSE %s END), 0)))
         )
     """
     with connection.cursor() as cur:
-        cur.execute(sql, [False, BALANCE, True, LARGEST_DEPOSIT, RETRO_GENERATION])
+        live = [ACCOUNT, BALANCE, DOMAIN_LIVE]
+        cur.execute(sql, [False, *live, True, RETRO_GENERATION, ACCOUNT, LARGEST_DEPOSIT, DOMAIN_LATE])
         return [py_uuid(r[0]) for r in cur.fetchall()]
