@@ -17,15 +17,18 @@ class DomainLab:
     card: str  # the card's title on the concept page (its `###` heading)
     title: str  # the lab page's heading
     label: str  # the card link's words after "Try it:"
+    noun: str  # what the learner holds: "Your <noun>", "the <noun> as it was then"
     late_models: tuple[str, ...] = ()  # read models the learner can add after the fact (lab.domain_labs)
 
 
 LABS: dict[str, DomainLab] = {
     lab.domain: lab
     for lab in (
-        DomainLab("ledger", "Payment Gateway", "A payment ledger", "a payment ledger", ("auditor",)),
-        DomainLab("orderbook", "Stock Exchange (Matching Engine)", "An order book", "an order book"),
-        DomainLab("document", "Google Docs (Realtime Collab)", "A shared document", "a shared document"),
+        DomainLab("ledger", "Payment Gateway", "A payment ledger", "a payment ledger", "payment ledger", ("auditor",)),
+        DomainLab("orderbook", "Stock Exchange (Matching Engine)", "An order book", "an order book", "order book"),
+        DomainLab(
+            "document", "Google Docs (Realtime Collab)", "A shared document", "a shared document", "shared document"
+        ),
     )
 }
 

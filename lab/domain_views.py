@@ -10,6 +10,7 @@ GET creates nothing; the first POST creates the visitor's sandbox of that domain
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +42,8 @@ ANCHORS = {
 # A refused outcome's rule -> its status; any other refusal is the domain's rule answering a valid command (200).
 STATUS_OF_RULE = {"input": 400, "concurrency": 409, "id_reused": 409, "unreadable": 409, "limit": 422}
 
+TAB = re.compile(r"[A-Za-z0-9]{1,20}")  # lab.engine.domains.document's rule for a tab's name
+
 Act = Callable[[Sandbox], DomainOutcome]
 
 
@@ -63,6 +66,9 @@ def _for_command(request: HtmxHttpRequest, domain: str) -> Sandbox:
 
 
 def _panel(request: HtmxHttpRequest, domain: str, sandbox: Sandbox | None, **extra: Any) -> DomainPanel:
+    tab = request.POST.get("tab", "")
+    if TAB.fullmatch(tab):  # the page's own name in the document log stays when its forms are rendered again
+        extra.setdefault("tab", tab)
     return build(domain, domain_labs.domain_lab_view(sandbox, domain), **extra)
 
 

@@ -213,6 +213,7 @@ def test_a_document_edit_carries_its_tab_and_base_version(client):
     tab = re.search(r'name="tab" value="(tab[0-9a-f]+)"', html).group(1)
     response = send(client, "document", kind="insert", tab=tab, base_version="0", position="0", text="Hi")
     assert response.status_code == 200 and "✓" in text_of(response.content.decode(), "command-result")
+    assert f'name="tab" value="{tab}"' in response.content.decode()  # the forms come back with the same tab
     late = send(client, "document", kind="insert", tab="other", base_version="0", position="0", text="Yo")
     assert late.status_code == 200, late.content.decode()[:300]  # same base version: rebased, not refused
     assert write_version(client, "document") == 2
