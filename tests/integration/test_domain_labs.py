@@ -560,3 +560,26 @@ def test_open_pages_are_told_after_a_domain_command_committed(django_capture_on_
         send(sandbox, kind="insert", tab="A", base_version="0", position="0", text="x")
     assert (sandbox.pk, "command") == told[-1][:2] and told[-1][2]["write_version"] == 1
     assert connection.vendor in ("sqlite", "postgresql")
+
+
+def test_the_rebuild_command_rebuilds_a_domain_sandbox_with_its_own_fold_beside_an_account_one():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from lab import commands
+
+    account = Sandbox.objects.create(session_key="account-session", lag_ms=0)
+    commands.send_command(account, "deposit", "5")
+    sandbox = lab("ledger")
+    open_ledger(sandbox)
+    drain()
+    DomainReadModel.objects.filter(sandbox_id=sandbox.pk, name="balances").update(
+        state={"version": 3, "amounts": {"external": "0.00"}}
+    )
+    out = StringIO()
+    call_command("rebuild_projection", stdout=out)
+    assert f"sandbox {sandbox.pk}: rebuilt 3 events (ledger)" in out.getvalue()
+    assert f"sandbox {account.pk}: rebuilt 1 events" in out.getvalue()
+    assert labs.domain_lab_view(sandbox, "ledger").read_models["balances"] == folded(sandbox, "balances")
+    assert not DeadLetter.objects.exists()

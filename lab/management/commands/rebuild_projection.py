@@ -1,7 +1,9 @@
 """`manage.py rebuild_projection [--sandbox ID]`: rebuild the balance read model from position 0.
 
 Blue/green, like the lab's button: the new generation fills from the log while the old one keeps answering
-queries, then swaps in atomically. Safe while a projector runs. Without --sandbox, every active sandbox.
+queries, then swaps in atomically. Safe while a projector runs. Without --sandbox, every active sandbox. A domain
+lab's sandbox (the ledger, the order book, the document log) has its read models folded again and swapped in one
+transaction instead (lab.domain_projections.rebuild_live).
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from lab.models import Sandbox
+from lab.domain_projections import rebuild_live
+from lab.engine.domains import DOMAINS
+from lab.models import ACCOUNT, Sandbox
 from lab.rebuild import rebuild_now
 from lab.types import Progress
 
@@ -36,6 +40,13 @@ class Command(BaseCommand):
             sandboxes = list(Sandbox.objects.filter(retired_at__isnull=True).order_by("created_at"))
         batch = max(1, int(options["batch"]))
         for sandbox in sandboxes:
+            if sandbox.domain != ACCOUNT:
+                try:
+                    rebuilt = rebuild_live(sandbox.pk, DOMAINS[sandbox.domain])
+                except ValueError as exc:
+                    raise CommandError(f"sandbox {sandbox.pk}: {exc}") from exc
+                self.stdout.write(f"sandbox {sandbox.pk}: rebuilt {rebuilt.events} events ({sandbox.domain})")
+                continue
 
             def report(progress: Progress, sandbox: Sandbox = sandbox) -> None:
                 if options["verbosity"] >= 2:
