@@ -228,3 +228,12 @@ def test_past_the_sandbox_cap_a_command_is_a_429_with_retry_after_beside_the_for
     assert response["HX-Retarget"] == "#dlab-command-result"
     assert "✗" in text_of(response.content.decode(), "command-result")
     assert Sandbox.objects.count() == 1
+
+
+def test_without_javascript_the_restart_comes_back_to_the_page_with_its_report(client):
+    client.post("/lab/orderbook/command/", {"kind": "place", "side": "sell", "price": "101", "quantity": "3"})
+    response = client.post("/lab/orderbook/restart/")
+    assert response.status_code == 303 and response["Location"] == "/lab/orderbook/#dlab-restart"
+    html = page(client, "orderbook")
+    assert 'data-testid="restart-report" data-equal="true" data-used-snapshot="false"' in html
+    assert "Events replayed" in html
