@@ -40,7 +40,7 @@ from lab.copying import copy_state
 from lab.domain_projections import step_domain
 from lab.models import ACCOUNT, BALANCE, LARGEST_DEPOSIT, RETRO_GENERATION, STATE_ONLY, Sandbox
 from lab.outage import Outage, is_unavailable
-from lab.projections import checkpoint, project, sandbox_row
+from lab.projections import Busy, checkpoint, project, sandbox_row
 from lab.rebuild import REBUILD_BATCH, pace, rebuild_step
 from lab.sandboxes import purge_idle_on_schedule
 from lab.store.values import py_uuid
@@ -53,6 +53,7 @@ T = TypeVar("T")
 BATCH = 500  # events per sandbox per turn: big enough to catch up fast, small enough to stay fair
 FALLBACK_POLL_S = 5.0  # only for wake-ups that got lost (another process without Redis, a missed notify)
 MAX_BACKOFF_S = 10.0
+BUSY_AGAIN_S = 1.0  # a sandbox another worker holds: its holder carries on; this is only the safety net
 PURGE_BATCH = 100  # idle sandboxes purged per go; a full batch goes again after PURGE_AGAIN_S, not in one long step
 PURGE_AGAIN_S = 1.0
 
@@ -283,6 +284,8 @@ class Projector:
                     await asyncio.sleep(0)  # let sockets and requests breathe between full batches
                     continue
                 timeout = self.fallback_poll_s - (time.monotonic() - last_scan)
+                if self.outage.tries:  # the next try is the backoff's, not the next fallback scan's
+                    timeout = min(timeout, self.outage.delay())
                 if self._due:
                     timeout = min(timeout, min(self._due.values()) - time.time())
                 if self.purge_every_s > 0:
@@ -325,6 +328,8 @@ class Projector:
 
     async def turn(self) -> bool:
         """Give every sandbox that is due one bounded step, in round-robin order. True if any has more."""
+        if self.outage.delay() > 0:  # the scan just failed: no step until the backoff is over
+            return False
         now = time.time()
         ready = [sid for sid, due in self._due.items() if due <= now]
         more = False
@@ -336,6 +341,9 @@ class Projector:
                 result = await self._db(
                     step, sid, batch=self.batch, rebuild_batch=self.rebuild_batch, hold_s=self.hold_s
                 )
+            except Busy:  # another worker is applying this sandbox now; look again in a moment, in case it stops
+                self._due[sid] = time.time() + BUSY_AGAIN_S
+                continue
             except Exception as exc:
                 failures = await self._failed(exc, sid, f"sandbox {sid}")
                 if self.outage.tries:  # every sandbox would fail the same way: retry them all after the backoff

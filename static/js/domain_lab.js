@@ -117,31 +117,15 @@
     if (evt.target.type === "range" && evt.target.closest("#dlab")) showRange(evt.target);
   });
 
-  // After the status part changes (a refresh, an answer, another tab's change), the sliders follow it: time travel
-  // reaches as far as the log does, and the lag shows what the server has, unless the learner is at that slider.
-  var EDIT_GRACE_MS = 3000;
-  document.addEventListener("input", function (evt) {
-    if (evt.target.dataset) evt.target.dataset.editedAt = String(Date.now());
-  });
-  function followStatus() {
-    var status = $("dlab-status"); // the part now in the page (the event's target is the element it replaced)
-    if (!status) return;
-    var slider = document.querySelector("[data-tt-version]");
-    var head = Number(status.dataset.writeVersion || 0);
-    if (slider && Number(slider.max) !== head) {
-      var atHead = Number(slider.value) === Number(slider.max);
-      slider.max = String(head);
-      if (atHead && document.activeElement !== slider) { slider.value = String(head); showRange(slider); }
-    }
-    var lag = $("dlab-lag");
-    var edited = lag && Date.now() - Number(lag.dataset.editedAt || 0) < EDIT_GRACE_MS;
-    if (lag && status.dataset.lag && document.activeElement !== lag && !edited && Number(lag.value) !== Number(status.dataset.lag)) {
-      lag.value = status.dataset.lag;
-      showRange(lag);
-    }
-  }
+  // The time-travel slider reaches as far as the log does: follow the write version.
   document.addEventListener("htmx:oobAfterSwap", function (evt) {
-    if (evt.detail.target && evt.detail.target.id === "dlab-status") followStatus();
+    if (!evt.detail.target || evt.detail.target.id !== "dlab-status") return;
+    var slider = document.querySelector("[data-tt-version]");
+    var head = Number(evt.detail.target.dataset.writeVersion || 0);
+    if (!slider || Number(slider.max) === head) return;
+    var atHead = Number(slider.value) === Number(slider.max);
+    slider.max = String(head);
+    if (atHead && document.activeElement !== slider) { slider.value = String(head); showRange(slider); }
   });
 
   document.addEventListener("DOMContentLoaded", function () {
