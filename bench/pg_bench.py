@@ -5,9 +5,15 @@ guarded INSERT behind `LOCK TABLE ... IN EXCLUSIVE MODE`, which every append too
 (docs/architecture.md, "Positions become visible in commit order, per sandbox"). So the ratio is ours ÷ the old
 table lock, and the machine's mood cancels out.
 
-The server: BENCH_PG_URL, else DATABASE_URL when it is PostgreSQL, else postgres://postgres@127.0.0.1:5432/
-reqflow_bench. Each run creates a database of its own (that name plus the process id), migrates it and drops it
-afterwards. No server answering: no figures, and a line saying so (the SQLite benchmarks never need one).
+The peer runs in the same alternation, on the same server and database (its tables beside ours): the
+`eventsourcing` library's PostgreSQL application, 16 threads each saving one event per transaction to an aggregate
+of its own (bench/peer_eventsourcing.py). Its recorder takes `LOCK TABLE ... IN EXCLUSIVE MODE` on every insert, to
+hand out notification ids in commit order; ours takes a per-sandbox lock (the guarantee is per sandbox).
+
+The server, through deploy/services.py: BENCH_PG_URL, else DATABASE_URL when it is PostgreSQL, else the local server
+at 127.0.0.1:5432 when it answers, else a throwaway one started from the installed binaries (stopped afterwards), so
+a fresh machine measures too. Each run creates a database of its own (reqflow_bench plus the process id), migrates
+it and drops it afterwards. No server at all: no figures, and a line saying so (the SQLite benchmarks need none).
 Standalone: `.venv/bin/python bench/pg_bench.py` prints the figures as JSON.
 """
 
@@ -29,12 +35,11 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 RUNS = int(os.environ.get("BENCH_RUNS", 5))
 WRITERS = 16
 APPENDS = int(os.environ.get("BENCH_PG_APPENDS", 200))  # per writer and run
-DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/reqflow_bench"
 
 
-def server_url() -> str:
+def given_url() -> str | None:
     url = os.environ.get("BENCH_PG_URL") or os.environ.get("DATABASE_URL") or ""
-    return url if url.startswith(("postgres://", "postgresql://")) else DEFAULT_URL
+    return url if url.startswith(("postgres://", "postgresql://")) else None
 
 
 def _with_database(url: str, name: str) -> str:
@@ -50,8 +55,23 @@ def _admin(url: str, sql: str) -> None:
 def run(tmpdir: pathlib.Path) -> dict[str, float]:
     """Figures for bench/results.json: pg_append_concurrent16_events_per_s, the table-lock baseline of the same
     run (pg_append_concurrent16_table_lock_events_per_s), their ratio (pg_append_concurrent16_vs_table_lock),
-    and one writer alone (pg_append_one_writer_events_per_s) for context."""
-    url = server_url()
+    the peer (peer_pg_append_concurrent16_events_per_s, pg_append_vs_peer), and one writer alone
+    (pg_append_one_writer_events_per_s) for context."""
+    sys.path.insert(0, str(ROOT))
+    from deploy import services
+
+    try:
+        service = services.postgres(given_url(), database="reqflow_bench", folder=pathlib.Path(tmpdir) / "postgres")
+    except services.ServiceError as exc:
+        print(f"pg_bench: no PostgreSQL ({exc}); no PostgreSQL figures", file=sys.stderr)
+        return {}
+    try:
+        return _run_on(service.url)
+    finally:
+        services.stop(service)  # only a throwaway server is stopped
+
+
+def _run_on(url: str) -> dict[str, float]:
     name = urllib.parse.urlsplit(url).path.lstrip("/") or "reqflow_bench"
     database = f"{name}_{os.getpid()}"
     try:
@@ -141,17 +161,23 @@ def _measure() -> dict[str, float]:
             cursor.execute(_INSERT, params)
             assert cursor.fetchone() is not None
 
-    rates: dict[str, list[float]] = {"ours": [], "table_lock": [], "one_writer": []}
+    from peer_eventsourcing import concurrent_appends, postgres_bank
+
+    peer = postgres_bank(os.environ["DATABASE_URL"], WRITERS)  # the database this child migrated
+    rates: dict[str, list[float]] = {"ours": [], "table_lock": [], "one_writer": [], "peer": []}
     for _ in range(RUNS):  # alternating, so a slow moment of the machine hits each
         for label, append_one, writers in (("ours", ours, WRITERS), ("table_lock", table_lock, WRITERS),
                                            ("one_writer", ours, 1)):  # fmt: skip
             sandboxes = [Sandbox.objects.create() for _ in range(writers)]
             rates[label].append(_writers(append_one, sandboxes))
+        rates["peer"].append(concurrent_appends(peer, WRITERS, APPENDS))
     ours_rate, baseline = statistics.median(rates["ours"]), statistics.median(rates["table_lock"])
     return {
         "pg_append_concurrent16_events_per_s": round(ours_rate, 1),
         "pg_append_concurrent16_table_lock_events_per_s": round(baseline, 1),
         "pg_append_concurrent16_vs_table_lock": round(ours_rate / baseline, 2),
+        "peer_pg_append_concurrent16_events_per_s": round(statistics.median(rates["peer"]), 1),
+        "pg_append_vs_peer": round(ours_rate / statistics.median(rates["peer"]), 2),
         # One writer, one commit (one WAL flush) at a time: what the table lock let 16 writers share.
         "pg_append_one_writer_events_per_s": round(statistics.median(rates["one_writer"]), 1),
     }

@@ -4,6 +4,12 @@ Measured on a temporary file SQLite database with WAL at synchronous=FULL (the a
 process so the figures never depend on how the caller configured Django. The projector runs as it does in
 daphne: an asyncio task whose database work happens on its own thread, woken by the append path.
 `run(tmpdir)` returns the figures; standalone, `.venv/bin/python bench/projector_bench.py` prints them.
+
+Each catch-up run is followed by the peer's: the `eventsourcing` library's Projection with tracking records
+catching up BENCH_PEER_EVENTS deposits (default: BENCH_EVENTS, at most 2,000) on a file beside ours at the same
+settings (bench/peer_eventsourcing.py). Per event both do the same work: the balance row, a history line, and the
+position (their tracking record, our checkpoint) in the same transaction as the rows. Theirs commits once per
+event, as the library's projections do; ours once per batch of up to 500 events.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RUNS = int(os.environ.get("BENCH_RUNS", 5))
 CATCH_UP_EVENTS = int(os.environ.get("BENCH_EVENTS", 10_000))
+# The peer commits (and fsyncs) once per event: at a few hundred commits a second on a slow disk, 10,000 would take
+# most of a minute per run, and its rate does not depend on how many there are.
+PEER_EVENTS = int(os.environ.get("BENCH_PEER_EVENTS", min(CATCH_UP_EVENTS, 2_000)))
 
 
 def run(tmpdir: pathlib.Path) -> dict[str, float]:
@@ -78,6 +87,8 @@ def _seed(count: int):
 async def _measure_async() -> dict[str, float]:
     from asgiref.sync import sync_to_async
     from channels.layers import get_channel_layer
+    from django.db import connection
+    from peer_eventsourcing import projection_catch_up, sqlite_bank
 
     from lab import commands, controls, live, queries
     from lab.live import wake_projector
@@ -111,7 +122,8 @@ async def _measure_async() -> dict[str, float]:
                 return time.perf_counter()
 
     # --- catch-up at lag 0 and blue/green rebuild ---------------------------------------------------------
-    catch_up, rebuild = [], []
+    peer = sqlite_bank(str(connection.settings_dict["NAME"]) + ".peer")
+    catch_up, rebuild, peer_catch_up = [], [], []
     for _ in range(RUNS):
         sandbox = await to_thread(_seed)(CATCH_UP_EVENTS)
         channel = await subscribe(sandbox)
@@ -129,8 +141,13 @@ async def _measure_async() -> dict[str, float]:
         rebuild.append(CATCH_UP_EVENTS / (finished - started))
         assert await to_thread(queries.rebuild_progress)(sandbox) == Progress(CATCH_UP_EVENTS, CATCH_UP_EVENTS, False)
         assert (await to_thread(queries.query)(sandbox)).balance == answer.balance
+        peer_catch_up.append(await to_thread(projection_catch_up)(peer, PEER_EVENTS))
     results["projector_events_per_s"] = round(statistics.median(catch_up), 1)
     results["rebuild_events_per_s"] = round(statistics.median(rebuild), 1)
+    results["peer_projector_events_per_s"] = round(statistics.median(peer_catch_up), 1)
+    # Ours ÷ the peer's run that followed it, then the median (a pair sees nearly the same disk and CPU).
+    pairs = zip(catch_up, peer_catch_up, strict=True)
+    results["projector_vs_peer"] = round(statistics.median(o / p for o, p in pairs), 2)
 
     # --- command accepted -> "projected" push on the sandbox's group, lag 0 (no WebSocket in between) ------
     sandbox = await to_thread(Sandbox.objects.create)(lag_ms=0)

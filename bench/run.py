@@ -1,12 +1,17 @@
-"""`make bench`: every engine benchmark, written to bench/results.json and printed as a table.
+"""`make bench`: every benchmark, written to bench/results.json and printed as a table.
 
-All figures come from a temporary file SQLite database with WAL at synchronous=FULL (the app's own settings):
-  bench/store_bench.py      appends, write-model loads
-  bench/projector_bench.py  projector catch-up, blue/green rebuild, push latency, lag accuracy
-  bench/latency_bench.py    command -> read model visible on a WebSocket of a live daphne
-  bench/pg_bench.py         the exception: 16 concurrent appenders on PostgreSQL against the old table lock, same run
-  bench/fanout_bench.py     one update to 200 sockets of one sandbox against a bare Channels group send, same run
+Speed is a ratio measured in one run: the machine is shared and drifts 2-3x, so each rate has a baseline measured
+beside it in the same sitting, alternating with ours, and the targets are on the ratios. SQLite figures come from a
+temporary file database with WAL at synchronous=FULL (the app's own settings); the peers run at the same settings.
+  bench/store_bench.py       appends (beside raw sqlite3 and the eventsourcing library), write-model loads
+  bench/projector_bench.py   projector catch-up (beside eventsourcing's projection), rebuild, push latency, lag accuracy
+  bench/latency_bench.py     command -> read model visible on a WebSocket of a live daphne
+  bench/concurrent_bench.py  16 concurrent SQLite writers (group commit) beside one raw writer
+  bench/pg_bench.py          16 writers on PostgreSQL beside the old table lock and the eventsourcing library
+  bench/fanout_bench.py      one update to 200 sockets of one sandbox beside a bare Channels group send
+  bench/http_bench.py        commands and page views over HTTP beside a bare Django view on daphne
 Each module measures in child processes and takes medians of several runs (or percentiles of many samples).
+The peers (bench/peer_eventsourcing.py, bench/requirements.txt) are installed for the benchmark only.
 """
 
 from __future__ import annotations
@@ -25,17 +30,22 @@ HERE = pathlib.Path(__file__).resolve().parent
 # BENCH_RESULTS: write elsewhere (the smoke test in tests/integration/test_bench_smoke.py does).
 RESULTS = pathlib.Path(os.environ.get("BENCH_RESULTS") or HERE / "results.json")
 
-# The engine's first absolute targets: (direction, bound). None = reported for context only.
+# The targets: ratios to a baseline of the same run, and the two latencies a learner sees. (direction, bound);
+# None = reported for context only. No absolute rate has a target: on a shared 2-core machine it says more about the
+# hour than about the code.
 TARGETS: dict[str, tuple[str, float] | None] = {
-    "append_events_per_s": (">=", 7000),
-    "load_10k_no_snapshot_ms": ("<=", 170),
-    "load_10k_snapshot_ms": ("<=", 2),
-    "projector_events_per_s": (">=", 25000),
-    "rebuild_events_per_s": (">=", 50000),
-    "visible_latency_lag0_ms_p50": None,
+    "append_vs_peer": (">=", 1.2),
+    "append_concurrent_vs_raw": (">=", 3),
+    "pg_append_vs_peer": (">=", 3),
+    "projector_vs_peer": (">=", 5),
+    "fanout_vs_bare": ("<=", 1.5),
+    "http_vs_bare": (">=", 0.8),
+    "page_vs_bare": (">=", 0.5),
     "visible_latency_lag0_ms_p99": ("<=", 50),
     "lag_error_ms_p99": ("<=", 50),
 }
+BENCHES = ("store_bench", "projector_bench", "latency_bench", "concurrent_bench", "pg_bench", "fanout_bench",
+           "http_bench")  # fmt: skip
 
 
 def _load(name: str):  # type: ignore[no-untyped-def]
@@ -99,23 +109,41 @@ def verdict(key: str, value: float) -> str:
     return f"{'ok ' if ok else 'MISS'} ({op} {bound:g})"
 
 
+def merge(figures: dict[str, float], origins: dict[str, str], module: str, new: dict[str, float]) -> None:
+    """Add a module's figures. Two modules may measure the same baseline (store_bench and concurrent_bench both
+    time raw sqlite3 inserts, each beside its own runs): the later one keeps the key, since its ratio was computed
+    with it, and the earlier stays as `<module>:<key>`, so no figure of the run is lost."""
+    for key, value in new.items():
+        if key in figures:
+            figures[f"{origins[key]}:{key}"] = figures[key]
+        figures[key] = value
+        origins[key] = module
+
+
 def main() -> int:
     figures: dict[str, float] = {}
+    origins: dict[str, str] = {}  # which module gave each figure
     errors: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="reqflow-bench-") as tmp:
-        for name in ("store_bench", "projector_bench", "latency_bench", "pg_bench", "fanout_bench"):
+        for name in BENCHES:
             module = _load(name)
-            if module is None:
-                errors[name] = "not present"
+            if module is None:  # its figures are then listed as missing, and the smoke test names them
+                print(f"{name}: not present", file=sys.stderr)
                 continue
             print(f"running {name} ...", flush=True)
             workdir = pathlib.Path(tmp) / name
             workdir.mkdir()
             try:
-                figures.update(module.run(workdir))
+                measure = getattr(module, "run", None) or module.measure
+                merge(figures, origins, name, measure(workdir))
             except Exception as exc:  # one failing bench must not hide the others' figures
                 errors[name] = f"{type(exc).__name__}: {exc}"[:2000]
-    result = {"machine": machine(), "database": "file SQLite, WAL, synchronous=FULL", "figures": figures}
+    result = {
+        "machine": machine(),
+        "database": "file SQLite, WAL, synchronous=FULL; PostgreSQL for the pg_* figures",
+        "measured_in": "one run of make bench: every ratio divides two figures of this run",
+        "figures": figures,
+    }
     result.update({k: v for k, v in figures.items()})  # the required keys also at the top level
     if errors:
         result["errors"] = errors

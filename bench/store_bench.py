@@ -1,6 +1,9 @@
 """Write-side benchmarks: appends per second (one command per transaction) and write-model load times.
 
-Measured on a temporary file SQLite database with WAL at synchronous=FULL, exactly as the app runs it.
+Measured on a temporary file SQLite database with WAL at synchronous=FULL, exactly as the app runs it. Each append
+run is paired with two others in the same folder at the same settings, back to back: raw sqlite3 inserts (this
+disk's fsync floor right now) and the peer, the `eventsourcing` library's application saving one event per
+transaction (bench/peer_eventsourcing.py).
 `run(tmpdir)` measures in a child process so the numbers never depend on how the caller configured Django.
 Standalone: `.venv/bin/python bench/store_bench.py` prints the figures as JSON.
 """
@@ -20,6 +23,7 @@ from decimal import Decimal
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RUNS = int(os.environ.get("BENCH_RUNS", 5))
+APPENDS = int(os.environ.get("BENCH_APPENDS", 2000))  # per run, for ours, raw sqlite3 and the peer alike
 
 
 def run(tmpdir: pathlib.Path) -> dict[str, float]:
@@ -61,16 +65,19 @@ def _measure() -> dict[str, float]:
     raw.execute("PRAGMA journal_mode=WAL")
     raw.execute("PRAGMA synchronous=FULL")
     raw.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT, body TEXT)")
-    rates, raw_rates = [], []
+    from peer_eventsourcing import sequential_appends, sqlite_bank
+
+    peer = sqlite_bank(str(connection.settings_dict["NAME"]) + ".peer")
+    rates, raw_rates, peer_rates = [], [], []
     for _ in range(RUNS):
         started = time.perf_counter()
-        for _i in range(2000):
+        for _i in range(APPENDS):
             raw.execute("BEGIN IMMEDIATE")
             raw.execute("INSERT INTO t (stream, body) VALUES (?, ?)", ("s", '{"amount_cents": 5000}'))
             raw.execute("COMMIT")
-        raw_rates.append(2000 / (time.perf_counter() - started))
+        raw_rates.append(APPENDS / (time.perf_counter() - started))
         sandbox = Sandbox.objects.create()
-        n = 2000
+        n = APPENDS
         event = NewEvent("Deposited", 2, {"amount_cents": 5000, "currency": "USD"})
         meta = Metadata.for_command("bench")
         batches = [[NewEvent(event.event_type, event.schema_version, event.payload)] for _ in range(n)]
@@ -78,8 +85,13 @@ def _measure() -> dict[str, float]:
         for version, batch in enumerate(batches):
             event_store.append(sandbox.stream_id, batch, version, meta)
         rates.append(n / (time.perf_counter() - started))
+        peer_rates.append(sequential_appends(peer, n))
     results["append_events_per_s"] = round(statistics.median(rates), 1)
     results["sqlite_raw_insert_per_s"] = round(statistics.median(raw_rates), 1)
+    results["peer_append_events_per_s"] = round(statistics.median(peer_rates), 1)
+    # Ours ÷ the peer run right after it, then the median: the disk's fsync time drifts several-fold within minutes
+    # on this shared machine, and a pair sees nearly the same disk.
+    results["append_vs_peer"] = round(statistics.median(o / p for o, p in zip(rates, peer_rates, strict=True)), 2)
     raw.close()
 
     # The whole command path (idempotency check, load, decide, append, command record), for comparison.
