@@ -72,14 +72,25 @@ def load_domain(
     sandbox: Sandbox, domain: Domain, up_to_version: int | None = None, *, use_snapshots: bool = True
 ) -> DomainLoad:
     """The write model at its head (or at `up_to_version`): the newest usable snapshot at or below it, then the
-    events after it. `use_snapshots=False` folds from the first event (what a restart without snapshots costs)."""
-    snapshot, stale = _usable_snapshot(sandbox, domain, up_to_version) if use_snapshots else (None, False)
-    after = snapshot["version"] if snapshot is not None else 0
-    restored = domain.restore(snapshot, domain_tail(sandbox, domain, after, up_to_version))
-    return DomainLoad(restored, stale)
+    events after it. `use_snapshots=False` folds from the first event (what a restart without snapshots costs).
+
+    A snapshot is usable when it carries the domain's current fingerprint and its state decodes at its version;
+    the state is decoded once, by `Domain.restore` itself (it refuses an unusable one before reading the tail)."""
+    current = domain.fingerprint()
+    passed_over = False
+    for version, data, fingerprint in _snapshots_at_or_below(sandbox, up_to_version) if use_snapshots else ():
+        if fingerprint == current and isinstance(data, dict) and data.get("version") == version:
+            try:
+                tail = domain_tail(sandbox, domain, version, up_to_version)
+                return DomainLoad(domain.restore(data, tail), passed_over)
+            except UnusableSnapshot:
+                pass
+        passed_over = True
+    return DomainLoad(domain.restore(None, domain_tail(sandbox, domain, 0, up_to_version)), passed_over)
 
 
-def _usable_snapshot(sandbox: Sandbox, domain: Domain, up_to_version: int | None) -> tuple[dict[str, Any] | None, bool]:
+def _snapshots_at_or_below(sandbox: Sandbox, up_to_version: int | None) -> list[tuple[int, Any, str]]:
+    """(version, state, fingerprint) of the newest SNAPSHOTS_TRIED snapshots at or below the version, newest first."""
     bound = "" if up_to_version is None else " AND version <= %s"
     params: list[Any] = [sandbox.stream_id] if up_to_version is None else [sandbox.stream_id, up_to_version]
     with connection.cursor() as cursor:
@@ -88,18 +99,7 @@ def _usable_snapshot(sandbox: Sandbox, domain: Domain, up_to_version: int | None
             f"ORDER BY version DESC LIMIT {SNAPSHOTS_TRIED}",
             params,
         )
-        rows = cursor.fetchall()
-    current = domain.fingerprint()
-    for index, (version, state, fingerprint) in enumerate(rows):
-        if fingerprint != current:
-            continue
-        data = py_json(state)
-        try:
-            if domain.state_from_dict(data).version == version:
-                return data, index > 0
-        except UnusableSnapshot:
-            continue
-    return None, bool(rows)
+        return [(int(version), py_json(state), fingerprint) for version, state, fingerprint in cursor.fetchall()]
 
 
 def save_domain_snapshot(sandbox: Sandbox, domain: Domain, state: Any, reason: str) -> None:

@@ -299,6 +299,19 @@ def test_a_snapshot_that_no_longer_fits_the_code_is_passed_over_and_the_book_is_
     assert [s.usable for s in labs.domain_lab_view(sandbox, "orderbook").snapshots] == [False]
 
 
+def test_a_damaged_snapshot_is_passed_over_for_an_older_usable_one():
+    sandbox = lab("orderbook", snapshot_interval=0)
+    place_orders(sandbox, 6)
+    older = labs.take_domain_snapshot(sandbox).version
+    place_orders(sandbox, 4, start=6)
+    newer = labs.take_domain_snapshot(sandbox).version
+    Snapshot.objects.filter(sandbox_id=sandbox.pk, version=newer).update(state={"version": newer, "resting": "torn"})
+    report = labs.restart_exchange(sandbox)
+    assert report.used_snapshot and report.snapshot_version == older
+    assert report.events_replayed == newer - older and report.book_equal
+    assert store.load_domain(sandbox, DOMAINS["orderbook"]).stale_snapshot_seen
+
+
 def test_automatic_snapshots_follow_the_interval_and_the_write_model_loads_from_the_newest():
     sandbox = lab("document", snapshot_interval=3)
     for version in range(7):
