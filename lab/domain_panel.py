@@ -6,6 +6,7 @@ lands on cannot disagree. A partial's name is the id of its root element; `oob` 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import secrets
 import uuid
@@ -14,6 +15,7 @@ from typing import Any
 
 from django.http import HttpRequest
 from django.template.loader import render_to_string
+from django.utils import timezone
 
 from lab.domain_catalog import LABS, DomainLab
 from lab.domain_types import DomainLabView, DomainTimeTravel, RestartReport
@@ -47,6 +49,16 @@ class DomainPanel:
     def stamp(self) -> str:
         """Changes whenever anything the live parts show changes: a refresh that finds it equal answers 204."""
         return hashlib.sha256(repr(self.view).encode()).hexdigest()[:16]
+
+    @property
+    def due_ms(self) -> int | None:
+        """Milliseconds until the oldest event in flight is due for the read models (its time plus the lag), so the
+        page asks again then rather than on a blind beat; None when nothing is in flight."""
+        pending = [row.recorded_at for row in self.view.events if row.in_flight]
+        if not pending or self.view.paused:
+            return None
+        due = min(pending) + dt.timedelta(milliseconds=self.view.lag_ms) - timezone.now()
+        return max(0, int(due.total_seconds() * 1000))
 
     @property
     def lag_s(self) -> str:

@@ -123,8 +123,10 @@ def _no_room(request: HtmxHttpRequest, domain: str, slot: str, exc: SandboxLimit
     return response
 
 
-def _control(request: HtmxHttpRequest, domain: str, slot: str, act: Act) -> HttpResponse:
-    """Find or create the sandbox, act, answer beside the control with what it did."""
+def _control(
+    request: HtmxHttpRequest, domain: str, slot: str, act: Act, note: Callable[[DomainOutcome], str] | None = None
+) -> HttpResponse:
+    """Find or create the sandbox, act, answer beside the control with what it did (and `note`'s sentence)."""
     try:
         sandbox = _for_command(request, domain)
     except SandboxLimitReached as exc:
@@ -138,6 +140,7 @@ def _control(request: HtmxHttpRequest, domain: str, slot: str, act: Act) -> Http
         "replayed": outcome.replayed,
         "version": outcome.version,
         "events": [{"seq": e.seq, "event_type": e.event_type, "summary": e.summary} for e in outcome.events],
+        "note": note(outcome) if note else "",
     }
     return _answer(request, _panel(request, domain, sandbox, slot=slot, message=message), status)
 
@@ -213,7 +216,26 @@ def command(request: HtmxHttpRequest, domain: str) -> HttpResponse:
     except DomainInputError as exc:
         return _refused(request, domain, COMMAND_SLOT, exc)
     return _control(
-        request, domain, COMMAND_SLOT, lambda s: domain_labs.send_domain_command(s, domain, fields, command_id)
+        request,
+        domain,
+        COMMAND_SLOT,
+        lambda s: domain_labs.send_domain_command(s, domain, fields, command_id),
+        note=(lambda outcome: rebase_note(fields, outcome)) if domain == "document" else None,
+    )
+
+
+def rebase_note(fields: dict[str, str], outcome: DomainOutcome) -> str:
+    """For a document edit that landed after operations its tab had not seen: say it was rebased, over how many."""
+    base = fields.get("base_version", "")
+    if not outcome.ok or outcome.replayed or not outcome.events or not base.isdigit():
+        return ""
+    missed = outcome.events[0].seq - 1 - int(base)
+    if missed <= 0:
+        return ""
+    ops = "operation" if missed == 1 else "operations"
+    return (
+        f"Your tab saw v={base}, but {missed} {ops} had been appended since (another tab's, or yours not yet shown): "
+        f"this edit was rebased over {'it' if missed == 1 else 'them'}, by the rule under the forms."
     )
 
 

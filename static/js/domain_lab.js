@@ -7,8 +7,11 @@
 
   document.documentElement.classList.add("lab-js");
 
-  var CATCHING_UP_MS = 500; // while the read models are behind: watch the read version move
-  var IDLE_MS = 2500; // otherwise: what another tab of this session changed
+  var CATCHING_UP_MS = 300; // while the read models are behind: watch the read version move
+  // Otherwise: what another tab of this session changed. Each refresh that finds nothing new waits longer (up to
+  // IDLE_MAX_MS): an idle refresh still costs the server a look at the sandbox, and most open tabs sit idle.
+  var IDLE_MS = 2500, IDLE_MAX_MS = 10000;
+  var idleMs = IDLE_MS;
   var timer = null;
   var inFlight = false;
 
@@ -27,6 +30,16 @@
     return status ? Number(status.dataset.behind || 0) > 0 || status.dataset.state === "catching up" : false;
   }
 
+  // While catching up: when the oldest event in flight is due (the server says in how long), else a quick beat;
+  // never later than the idle pace, so a paused or stalled projection still shows another tab's changes.
+  function delay() {
+    var status = $("dlab-status");
+    if (!behind()) return idleMs;
+    var due = status && status.dataset.dueMs !== "" ? Number(status.dataset.dueMs) : NaN;
+    if (isNaN(due)) return status && status.dataset.state === "catching up" ? CATCHING_UP_MS : idleMs;
+    return Math.min(IDLE_MS, Math.max(CATCHING_UP_MS, due + 150));
+  }
+
   // ---- the refresh: GET the state with the stamp the page shows; 204 when nothing changed -------------------
   function schedule() {
     if (timer !== null) clearTimeout(timer);
@@ -35,7 +48,7 @@
       setStatus("Updates paused while this tab is hidden.", "paused");
       return;
     }
-    timer = setTimeout(refresh, behind() ? CATCHING_UP_MS : IDLE_MS);
+    timer = setTimeout(refresh, delay());
   }
 
   function refresh() {
@@ -46,6 +59,8 @@
     var url = lab.dataset.stateUrl + "?seen=" + encodeURIComponent(status ? status.dataset.stamp : "");
     window.htmx.ajax("GET", url, { source: lab, swap: "none" }).then(function () {
       inFlight = false;
+      // 204: nothing changed since the stamp this page shows. Anything else: back to the quick pace.
+      idleMs = lastRefreshStatus === 204 ? Math.min(IDLE_MAX_MS, Math.round(idleMs * 1.5)) : IDLE_MS;
       setStatus("Live: this page refreshes itself as the projection catches up.", "live");
       schedule();
     }, function () {
@@ -55,7 +70,14 @@
     });
   }
 
+  var lastRefreshStatus = 0;
+  document.addEventListener("htmx:afterRequest", function (evt) {
+    if (evt.detail.elt === root()) lastRefreshStatus = evt.detail.xhr ? evt.detail.xhr.status : 0;
+    else idleMs = IDLE_MS; // the learner acted: changes are likely, from this tab or the other
+  });
+
   document.addEventListener("visibilitychange", function () {
+    idleMs = IDLE_MS;
     if (document.visibilityState === "visible") refresh(); else schedule();
   });
 
@@ -117,15 +139,31 @@
     if (evt.target.type === "range" && evt.target.closest("#dlab")) showRange(evt.target);
   });
 
-  // The time-travel slider reaches as far as the log does: follow the write version.
-  document.addEventListener("htmx:oobAfterSwap", function (evt) {
-    if (!evt.detail.target || evt.detail.target.id !== "dlab-status") return;
+  // After the status part changes (a refresh, an answer, another tab's change), the sliders follow it: time travel
+  // reaches as far as the log does, and the lag shows what the server has, unless the learner is at that slider.
+  var EDIT_GRACE_MS = 3000;
+  document.addEventListener("input", function (evt) {
+    if (evt.target.dataset) evt.target.dataset.editedAt = String(Date.now());
+  });
+  function followStatus() {
+    var status = $("dlab-status"); // the part now in the page (the event's target is the element it replaced)
+    if (!status) return;
     var slider = document.querySelector("[data-tt-version]");
-    var head = Number(evt.detail.target.dataset.writeVersion || 0);
-    if (!slider || Number(slider.max) === head) return;
-    var atHead = Number(slider.value) === Number(slider.max);
-    slider.max = String(head);
-    if (atHead && document.activeElement !== slider) { slider.value = String(head); showRange(slider); }
+    var head = Number(status.dataset.writeVersion || 0);
+    if (slider && Number(slider.max) !== head) {
+      var atHead = Number(slider.value) === Number(slider.max);
+      slider.max = String(head);
+      if (atHead && document.activeElement !== slider) { slider.value = String(head); showRange(slider); }
+    }
+    var lag = $("dlab-lag");
+    var edited = lag && Date.now() - Number(lag.dataset.editedAt || 0) < EDIT_GRACE_MS;
+    if (lag && status.dataset.lag && document.activeElement !== lag && !edited && Number(lag.value) !== Number(status.dataset.lag)) {
+      lag.value = status.dataset.lag;
+      showRange(lag);
+    }
+  }
+  document.addEventListener("htmx:oobAfterSwap", function (evt) {
+    if (evt.detail.target && evt.detail.target.id === "dlab-status") followStatus();
   });
 
   document.addEventListener("DOMContentLoaded", function () {

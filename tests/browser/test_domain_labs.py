@@ -146,12 +146,14 @@ def test_two_tabs_editing_the_same_version_of_the_document_converge(browser, liv
     # A long lag: both tabs keep seeing v=1 for 5 s, so the second tab's edit names v=1 although v=2 exists.
     set_range(first, "lag", "5")
     expect(first.get_by_test_id("lag-result")).to_contain_text("✓", timeout=SLOW)
+    expect(second.get_by_test_id("lag")).to_have_value("5", timeout=SLOW)  # the other tab follows the setting
     expect(second.get_by_test_id("base-version")).to_have_attribute("value", "1")
     insert(first, "X", "0")
     expect(first.get_by_test_id("command-result")).to_contain_text("✓", timeout=SLOW)
     expect(second.get_by_test_id("base-version")).to_have_attribute("value", "1")
     insert(second, "Y", "3")  # after "abc" as the second tab saw it
     expect(second.get_by_test_id("command-result")).to_contain_text("✓", timeout=SLOW)
+    expect(second.get_by_test_id("rebase-note")).to_contain_text("rebased over it")  # the answer says so
 
     # The later edit was rebased over the earlier one: both tabs end with the same text, both edits in it.
     for tab in (first, second):

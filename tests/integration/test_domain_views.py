@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
 
 from lab.models import Sandbox, StoredEvent
 from tests.integration.test_lab_views import text_of
@@ -216,4 +216,24 @@ def test_a_document_edit_carries_its_tab_and_base_version(client):
     assert f'name="tab" value="{tab}"' in response.content.decode()  # the forms come back with the same tab
     late = send(client, "document", kind="insert", tab="other", base_version="0", position="0", text="Yo")
     assert late.status_code == 200, late.content.decode()[:300]  # same base version: rebased, not refused
+    assert "this edit was rebased over it" in text_of(late.content.decode(), "rebase-note")
     assert write_version(client, "document") == 2
+
+
+@override_settings(LAB_MAX_SANDBOXES_PER_ADDRESS=1)
+def test_past_the_sandbox_cap_a_command_is_a_429_with_retry_after_beside_the_form(client):
+    assert send(client, "ledger", kind="open", account="alice").status_code == 200
+    response = send(Client(), "ledger", kind="open", account="bob")  # another browser, the same address
+    assert response.status_code == 429 and int(response["Retry-After"]) > 0
+    assert response["HX-Retarget"] == "#dlab-command-result"
+    assert "✗" in text_of(response.content.decode(), "command-result")
+    assert Sandbox.objects.count() == 1
+
+
+def test_without_javascript_the_restart_comes_back_to_the_page_with_its_report(client):
+    client.post("/lab/orderbook/command/", {"kind": "place", "side": "sell", "price": "101", "quantity": "3"})
+    response = client.post("/lab/orderbook/restart/")
+    assert response.status_code == 303 and response["Location"] == "/lab/orderbook/#dlab-restart"
+    html = page(client, "orderbook")
+    assert 'data-testid="restart-report" data-equal="true" data-used-snapshot="false"' in html
+    assert "Events replayed" in html
