@@ -1,6 +1,7 @@
 """Commands: what changes the write model. A deposit or withdrawal, and a snapshot on demand.
 
-A command is one transaction: idempotency check, load (snapshot + tail), decide, append, snapshot, command
+A command is one transaction (on SQLite a savepoint of a transaction shared with the commands that arrived
+meanwhile: lab.store.group_commit): idempotency check, load (snapshot + tail), decide, append, snapshot, command
 record. The projector's wake-up and the pushes to open pages go out only after that transaction committed
 (lab.live.after_commit). Every function takes a Sandbox the caller resolved from the session.
 """
@@ -8,9 +9,11 @@ record. The projector's wake-up and the pushes to open pages go out only after t
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
@@ -45,24 +48,62 @@ def send_command(
     `command_id` makes it idempotent (the same id returns the first outcome, appends nothing); `expected_version`
     is the version the learner saw, and a different head is a "concurrency" outcome. A text amount is parsed by
     the engine's rule; a Decimal goes to the decider as it is (the decider checks every amount it is given).
+    Answered once the command's transaction committed; on SQLite that transaction is shared with the commands
+    that arrived meanwhile (lab.store.group_commit), each in a savepoint of its own.
     """
-    if kind not in KINDS:
-        raise ValueError(f"Unknown command {kind!r}: use deposit or withdraw.")
-    command_id = check_command_id(command_id or uuid.uuid4().hex)
-    parsed = decider.parse_amount(amount) if isinstance(amount, str) else amount
+    command_id, parsed = _checked(kind, amount, command_id)
     if modes.is_state_only(sandbox):  # CQRS without event sourcing: the same rules, a row updated in place
         return modes.send_state_command(sandbox, kind, parsed, command_id, expected_version)
     try:
-        with transaction.atomic():
-            store.lock_for_append(sandbox)
-            return _send_locked(sandbox, kind, parsed, command_id, expected_version)
+        return store.group_commit.run(_work(sandbox, kind, parsed, command_id, expected_version))
     except (ConcurrencyError, IntegrityError):
-        # After the rollback: a twin request with the same id may have won; then its outcome is ours too.
-        first = store.command_outcome(sandbox, command_id)
-        if first is not None:
-            return _replayed_or_reused(sandbox, first, kind, parsed)
-        now = store.head_version(sandbox)
-        return _refused(RULE_CONCURRENCY, f"The account changed meanwhile (now v={now}): retry.", now)
+        return _after_conflict(sandbox, kind, parsed, command_id)
+
+
+async def asend_command(
+    sandbox: Sandbox,
+    kind: str,
+    amount: str | Decimal,
+    command_id: str | None = None,
+    expected_version: int | None = None,
+) -> CommandOutcome:
+    """`send_command` for an async view: it waits for the commit on the event loop, not in the one thread that
+    runs sync views, so the commands of concurrent requests can share a commit."""
+    command_id, parsed = _checked(kind, amount, command_id)
+    if modes.is_state_only(sandbox):
+        return await sync_to_async(modes.send_state_command)(sandbox, kind, parsed, command_id, expected_version)
+    try:
+        return await store.group_commit.arun(_work(sandbox, kind, parsed, command_id, expected_version))
+    except (ConcurrencyError, IntegrityError):
+        return await sync_to_async(_after_conflict)(sandbox, kind, parsed, command_id)
+
+
+def _checked(kind: str, amount: str | Decimal, command_id: str | None) -> tuple[str, Decimal | Rejected]:
+    if kind not in KINDS:
+        raise ValueError(f"Unknown command {kind!r}: use deposit or withdraw.")
+    command_id = check_command_id(command_id or uuid.uuid4().hex)
+    return command_id, decider.parse_amount(amount) if isinstance(amount, str) else amount
+
+
+def _work(
+    sandbox: Sandbox, kind: str, parsed: Decimal | Rejected, command_id: str, expected_version: int | None
+) -> Callable[[], CommandOutcome]:
+    """The command's transaction (group_commit.run gives it one, or a savepoint of a shared one)."""
+
+    def work() -> CommandOutcome:
+        store.lock_for_append(sandbox)
+        return _send_locked(sandbox, kind, parsed, command_id, expected_version)
+
+    return work
+
+
+def _after_conflict(sandbox: Sandbox, kind: str, parsed: Decimal | Rejected, command_id: str) -> CommandOutcome:
+    """After the rollback: a twin request with the same id may have won; then its outcome is ours too."""
+    first = store.command_outcome(sandbox, command_id)
+    if first is not None:
+        return _replayed_or_reused(sandbox, first, kind, parsed)
+    now = store.head_version(sandbox)
+    return _refused(RULE_CONCURRENCY, f"The account changed meanwhile (now v={now}): retry.", now)
 
 
 def _send_locked(

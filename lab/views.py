@@ -21,23 +21,20 @@ from django import forms as django_forms
 from django.http import HttpResponse
 from django.views.decorators.http import require_GET, require_POST
 
-from lab import commands, controls, facts, forms, modes, predictions, queries, sandboxes, timeline
-from lab.answers import COMMAND_SLOT, _back, _first_error, _htmx_response, _next, _page, creates_sandbox
+from lab import command_views, commands, controls, facts, forms, modes, predictions, queries, sandboxes, timeline
+from lab.answers import _back, _first_error, _htmx_response, _next, _page, creates_sandbox
 from lab.live import publish
 from lab.models import Sandbox
 from lab.panel import (
     LIVE_PARTS,
     QUERY_WAIT_S,
-    SHORT_ANSWER_PARTS,
-    CommandAnswer,
     build_panel,
     panel_for_page,
     render_parts,
 )
-from lab.types import CommandOutcome, count
+from lab.types import count
 from reqflow.http import HtmxHttpRequest, error_fragment
 
-LIVE_HEADER = "X-Lab-Live"  # sent by lab.js on a command while the page's WebSocket is open
 CRASH_DOWNTIME_S = 3.0
 RESET_SLOT = "lab-reset-result"  # where reset and undo answer (a partial of panel.html)
 RESET_ANCHOR = "lab-reset-section"  # where a no-JavaScript reset or undo comes back to
@@ -48,62 +45,8 @@ Apply = Callable[[Sandbox, dict[str, Any]], str]
 
 # --- Commands -------------------------------------------------------------------------------------------------
 
-
-def _result(outcome: CommandOutcome) -> dict[str, Any]:
-    return {
-        "accepted": outcome.accepted,
-        "message": outcome.message,
-        "rule": outcome.rule,
-        "replayed": outcome.replayed,
-        "write_version": outcome.write_version,
-        "events": [{"position": e.position, "version": e.version, "event_type": e.event_type} for e in outcome.events],
-    }
-
-
-def _invalid_command(request: HtmxHttpRequest, sandbox: Sandbox, form: forms.CommandForm) -> HttpResponse:
-    message = _first_error(form)
-    field_name = next(iter(form.errors), "amount")
-    result = {"accepted": False, "message": message, "rule": "input", "events": [], "invalid": True}
-    panel = build_panel(request, sandbox, next_url=_next(request), result=result, errors={field_name: message},
-                        amount=request.POST.get("amount", "")[:32])  # fmt: skip
-    if request.htmx:
-        return HttpResponse(render_parts(panel, (), main="lab-command-result", request=request), status=400)
-    return _page(request, panel, status=400)
-
-
-@require_POST
-@creates_sandbox(COMMAND_SLOT)
-def command(request: HtmxHttpRequest) -> HttpResponse:
-    form = forms.CommandForm(request.POST)
-    if not form.is_valid():  # refused before it reaches a sandbox: it creates none
-        return _invalid_command(request, sandboxes.sandbox_to_show(request), form)
-    sandbox = sandboxes.sandbox_for_request(request)
-    data = form.cleaned_data
-    outcome = commands.send_command(
-        sandbox,
-        data["kind"],
-        data["amount"],
-        command_id=data["command_id"],
-        expected_version=data["expected_version"],
-    )
-    result = _result(outcome)
-    status = {"concurrency": 409, commands.RULE_ID_REUSED: 409, "limit": 422}.get(outcome.rule or "", 200)
-    if outcome.rule == "concurrency":
-        result["message"] = f"The account changed meanwhile (it is now at v={outcome.write_version}); retry."
-    socket_open = request.headers.get(LIVE_HEADER) == "1" and not sandboxes.created_now(request)
-    if request.htmx and socket_open and status == 200 and not outcome.replayed:
-        # The page's socket is open and the push after this commit brings every other part; answering with just
-        # the outcome keeps this request (and the push competing with it for the CPU) short. Not for the command
-        # that created the sandbox: the page's socket is only now being told there is one.
-        answer = CommandAnswer(result=result, expected_version=outcome.write_version)
-        return HttpResponse(render_parts(answer, SHORT_ANSWER_PARTS, main="lab-command-result"), status=status)
-    if request.htmx:
-        panel = build_panel(request, sandbox, next_url=_next(request), result=result)
-        return _htmx_response(request, panel, "lab-command-result", status=status, extra=("lab-command-id",))
-    if status != 200:
-        panel = build_panel(request, sandbox, next_url=_next(request), result=result)
-        return _page(request, panel, status=status)
-    return _back(request, "lab-write", {"result": result})
+# The command endpoint is async, so concurrent commands can share a commit: lab/command_views.py.
+command = command_views.command
 
 
 # --- Controls -------------------------------------------------------------------------------------------------

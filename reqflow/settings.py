@@ -49,7 +49,9 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # WhiteNoise, able to run in an async chain: its own middleware is sync-only, and one sync-only middleware
+    # holds the single sync thread through every request, async views included (reqflow/static_files.py).
+    "reqflow.static_files.StaticFilesMiddleware",
     # A view that meets a locked, read-only, full or unreachable database answers 503 (reqflow.dbfailure; the
     # handler400/500 in reqflow/urls.py do the same for the middlewares below, the session's among them).
     "reqflow.dbfailure.DatabaseFailureMiddleware",

@@ -8,11 +8,13 @@ load-report tables. Everything else in the lab reads and writes events through t
   purge.py      the only deletes: one whole sandbox, or everything (flush)
   values.py     Python <-> database values for the raw SQL
   domains.py    the streams of the domain labs: append and load through a domain's codec, its snapshots
+  group_commit.py  SQLite: the writes that arrive while one transaction is written share the next one (one fsync)
 
 docs/architecture.md explains the ordering guarantees (why, within a sandbox, positions commit in order on both
 databases) and the lock order.
 """
 
+from lab.store import group_commit
 from lab.store.domains import DomainLoad, append_domain, decode_row, domain_tail, load_domain, save_domain_snapshot
 from lab.store.events import (
     DjangoEventStore,
@@ -62,6 +64,7 @@ __all__ = [
     "events_after",
     "events_for_projection",
     "first_event_of",
+    "group_commit",
     "head_version",
     "load_domain",
     "load_state",

@@ -1,7 +1,8 @@
 """The events table: the engine.store contract (append, read) on Django's database, and the sandbox-level helpers.
 
-Raw SQL through django.db.connection on purpose: the append is the hot path (one command per transaction, each
-commit an fsync at synchronous=FULL), so it is one guarded INSERT per event and nothing else.
+Raw SQL on purpose: the append is the hot path (each commit an fsync at synchronous=FULL), so it is one guarded
+INSERT per event and nothing else, on SQLite straight on the DB-API connection. On SQLite an append outside a
+transaction shares its commit with the writes that arrive meanwhile (lab.store.group_commit).
 
 Ordering: on SQLite every atomic block starts with BEGIN IMMEDIATE (settings), so the write lock is held before
 the expected version is read, and positions are handed out in commit order. On PostgreSQL the append first takes
@@ -25,6 +26,7 @@ from lab.engine.messages import Event
 from lab.engine.store import ConcurrencyError, Metadata, NewEvent, RecordedEvent, recorded_events
 from lab.engine.upcasting import decode, encode, upcast
 from lab.models import Sandbox, StoredEvent
+from lab.store import group_commit
 from lab.store.values import db_json, db_time, db_uuid, py_json, py_time, py_uuid
 
 EVENTS = StoredEvent._meta.db_table
@@ -85,6 +87,24 @@ def _insert_params(
         row = (e.event_type, e.schema_version, db_json(e.payload), db_uuid(e.event_id))
         rows.append((*head, expected_version + i + 1, *row, *tail, expected_version + i))
     return rows
+
+
+def _insert_raw(db: Any, rows: list[tuple[Any, ...]], stream_id: str, expected_version: int) -> list[int]:
+    """The guarded INSERTs straight on SQLite's DB-API connection, inside a transaction the caller holds.
+
+    Django's per-statement wrappers (placeholder rewriting, the cursor wrapper) cost about as much as the INSERT
+    itself, and the append is the hot path. Errors still come out as Django's (wrap_database_errors).
+    """
+    raw = db.connection
+    positions = []
+    with db.wrap_database_errors:
+        for params in rows:
+            found = raw.execute(_INSERT_QMARK, params).fetchone()
+            if found is None:
+                actual = raw.execute(_HEAD_QMARK, (stream_id,)).fetchone()[0]
+                raise ConcurrencyError(stream_id, expected_version, actual)
+            positions.append(found[0])
+    return positions
 
 
 def stream_rows(columns: str, stream_id: str, after_version: int, up_to_version: int | None) -> list[tuple[Any, ...]]:
@@ -149,12 +169,21 @@ class DjangoEventStore:
         sandbox_id = sandbox_id_of(stream_id)
         db = connections[DEFAULT_DB_ALIAS]
         try:
-            if db.vendor == "sqlite" and not db.in_atomic_block and db.get_autocommit():
+            if db.in_atomic_block or not db.get_autocommit():
+                # Nested in a caller's transaction it is a savepoint, so a refused append leaves the caller's
+                # transaction usable and nothing half-done.
+                with transaction.atomic():
+                    return self._append_locked(sandbox_id, stream_id, events, expected_version, metadata)
+            if db.vendor == "sqlite" and not group_commit.applies():
                 return self._append_sqlite(db, sandbox_id, stream_id, events, expected_version, metadata)
-            # At the top level this is exactly BEGIN IMMEDIATE; INSERT; COMMIT. Nested in a caller's transaction
-            # it is a savepoint, so a refused append leaves the caller's transaction usable and nothing half-done.
-            with transaction.atomic():
-                return self._append_locked(sandbox_id, stream_id, events, expected_version, metadata)
+            # SQLite: the append shares the next transaction (and its fsync) with the writes that arrive while
+            # one is being written, in a savepoint of its own; answered once that commit returned. PostgreSQL:
+            # a transaction of its own, as always.
+            # One event is one guarded INSERT, which writes nothing when it fails: it needs no savepoint.
+            return group_commit.run(
+                lambda: self._append_locked(sandbox_id, stream_id, events, expected_version, metadata),
+                savepoint=len(events) > 1,
+            )
         except IntegrityError as exc:
             actual = self.stream_version(stream_id)
             if actual != expected_version:
@@ -170,11 +199,9 @@ class DjangoEventStore:
         expected_version: int,
         metadata: Metadata,
     ) -> list[RecordedEvent]:
-        """The hot path: a standalone append on SQLite, straight on the DB-API connection.
-
-        Same statements as the general path (BEGIN IMMEDIATE; guarded INSERT per event; COMMIT), minus Django's
-        per-statement wrappers, which cost about as much as the INSERT itself. Only used outside atomic(), so
-        Django's transaction bookkeeping never sees a transaction it did not start.
+        """A standalone append on SQLite in a transaction of its own (group commit bypassed, or an in-memory
+        database), straight on the DB-API connection: BEGIN IMMEDIATE; the guarded INSERTs; COMMIT. Only used
+        outside atomic(), so Django's transaction bookkeeping never sees a transaction it did not start.
         """
         db.ensure_connection()
         raw = db.connection
@@ -185,13 +212,7 @@ class DjangoEventStore:
                 # stream's positions (lab.store.reads.event_at_time and the projector's due prefix rely on it).
                 at = timezone.now()
                 rows = _insert_params(sandbox_id, stream_id, events, expected_version, metadata, db_time(at))
-                positions = []
-                for params in rows:
-                    found = raw.execute(_INSERT_QMARK, params).fetchone()
-                    if found is None:
-                        actual = raw.execute(_HEAD_QMARK, (stream_id,)).fetchone()[0]
-                        raise ConcurrencyError(stream_id, expected_version, actual)
-                    positions.append(found[0])
+                positions = _insert_raw(db, rows, stream_id, expected_version)
                 raw.execute("COMMIT")
             except BaseException:
                 if raw.in_transaction:
@@ -209,15 +230,20 @@ class DjangoEventStore:
     ) -> list[RecordedEvent]:
         lock_for_append(sandbox_id)
         at = timezone.now()
-        positions = []
-        with connection.cursor() as cursor:
-            for params in _insert_params(sandbox_id, stream_id, events, expected_version, metadata, db_time(at)):
-                cursor.execute(_INSERT, params)
-                found = cursor.fetchone()
-                if found is None:
-                    cursor.execute(_HEAD, [stream_id])
-                    raise ConcurrencyError(stream_id, expected_version, cursor.fetchone()[0])
-                positions.append(found[0])
+        rows = _insert_params(sandbox_id, stream_id, events, expected_version, metadata, db_time(at))
+        db = connections[DEFAULT_DB_ALIAS]
+        if db.vendor == "sqlite":
+            positions = _insert_raw(db, rows, stream_id, expected_version)
+        else:
+            positions = []
+            with connection.cursor() as cursor:
+                for params in rows:
+                    cursor.execute(_INSERT, params)
+                    found = cursor.fetchone()
+                    if found is None:
+                        cursor.execute(_HEAD, [stream_id])
+                        raise ConcurrencyError(stream_id, expected_version, cursor.fetchone()[0])
+                    positions.append(found[0])
         return recorded_events(stream_id, events, positions, expected_version, metadata, at)
 
     def stream_version(self, stream_id: str) -> int:

@@ -1,0 +1,103 @@
+"""The command endpoint (deposit, withdraw): an async view, so concurrent commands can share a commit.
+
+Under daphne every sync view of a process runs on one thread (sync_to_async, thread_sensitive). A sync command
+view would hold that thread through its commit, so no two commands could ever be in flight together and the
+group commit (lab.store.group_commit) would have nothing to group. Here only the quick parts run on that thread:
+reading the form and the session's sandbox (creating the first one), then rendering the answer; the wait for the
+commit happens on the event loop (`commands.asend_command`), where the other requests' commands join the batch.
+
+It answers as every lab endpoint does (lab.views): the htmx partial with the live parts out of band, the lab page
+with a 4xx on bad input, or the redirect back; 409 for a stale expected version or a reused command id, 422 when
+the sandbox is full, 429 with Retry-After when there is no room for a first sandbox.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.http import HttpResponse
+from django.views.decorators.http import require_POST
+
+from lab import commands, forms, sandboxes
+from lab.answers import COMMAND_SLOT, _back, _first_error, _htmx_response, _next, _no_room, _page
+from lab.models import Sandbox
+from lab.panel import SHORT_ANSWER_PARTS, CommandAnswer, build_panel, render_parts
+from lab.types import CommandOutcome
+from reqflow.http import HtmxHttpRequest
+
+LIVE_HEADER = "X-Lab-Live"  # sent by lab.js on a command while the page's WebSocket is open
+
+
+@require_POST
+async def command(request: HtmxHttpRequest) -> HttpResponse:
+    taken = await sync_to_async(_take)(request)
+    if isinstance(taken, HttpResponse):
+        return taken
+    sandbox, data = taken
+    try:
+        outcome = await commands.asend_command(
+            sandbox,
+            data["kind"],
+            data["amount"],
+            command_id=data["command_id"],
+            expected_version=data["expected_version"],
+        )
+        return await sync_to_async(_answer)(request, sandbox, outcome)
+    finally:
+        # A first sandbox this request created is told to the visitor's open pages, even when the command failed.
+        await sync_to_async(sandboxes.announce_created)(request)
+
+
+def _take(request: HtmxHttpRequest) -> tuple[Sandbox, dict[str, Any]] | HttpResponse:
+    """The valid command and the sandbox it acts on, or the answer that refuses it (400, 429)."""
+    form = forms.CommandForm(request.POST)
+    if not form.is_valid():  # refused before it reaches a sandbox: it creates none
+        return _invalid(request, sandboxes.sandbox_to_show(request), form)
+    try:
+        return sandboxes.sandbox_for_request(request), form.cleaned_data
+    except sandboxes.SandboxLimitReached as exc:
+        return _no_room(request, COMMAND_SLOT, exc)
+
+
+def _invalid(request: HtmxHttpRequest, sandbox: Sandbox, form: forms.CommandForm) -> HttpResponse:
+    message = _first_error(form)
+    field_name = next(iter(form.errors), "amount")
+    result = {"accepted": False, "message": message, "rule": "input", "events": [], "invalid": True}
+    panel = build_panel(request, sandbox, next_url=_next(request), result=result, errors={field_name: message},
+                        amount=request.POST.get("amount", "")[:32])  # fmt: skip
+    if request.htmx:
+        return HttpResponse(render_parts(panel, (), main="lab-command-result", request=request), status=400)
+    return _page(request, panel, status=400)
+
+
+def _result(outcome: CommandOutcome) -> dict[str, Any]:
+    return {
+        "accepted": outcome.accepted,
+        "message": outcome.message,
+        "rule": outcome.rule,
+        "replayed": outcome.replayed,
+        "write_version": outcome.write_version,
+        "events": [{"position": e.position, "version": e.version, "event_type": e.event_type} for e in outcome.events],
+    }
+
+
+def _answer(request: HtmxHttpRequest, sandbox: Sandbox, outcome: CommandOutcome) -> HttpResponse:
+    result = _result(outcome)
+    status = {"concurrency": 409, commands.RULE_ID_REUSED: 409, "limit": 422}.get(outcome.rule or "", 200)
+    if outcome.rule == "concurrency":
+        result["message"] = f"The account changed meanwhile (it is now at v={outcome.write_version}); retry."
+    socket_open = request.headers.get(LIVE_HEADER) == "1" and not sandboxes.created_now(request)
+    if request.htmx and socket_open and status == 200 and not outcome.replayed:
+        # The page's socket is open and the push after this commit brings every other part; answering with just
+        # the outcome keeps this request (and the push competing with it for the CPU) short. Not for the command
+        # that created the sandbox: the page's socket is only now being told there is one.
+        answer = CommandAnswer(result=result, expected_version=outcome.write_version)
+        return HttpResponse(render_parts(answer, SHORT_ANSWER_PARTS, main="lab-command-result"), status=status)
+    if request.htmx:
+        panel = build_panel(request, sandbox, next_url=_next(request), result=result)
+        return _htmx_response(request, panel, "lab-command-result", status=status, extra=("lab-command-id",))
+    if status != 200:
+        panel = build_panel(request, sandbox, next_url=_next(request), result=result)
+        return _page(request, panel, status=status)
+    return _back(request, "lab-write", {"result": result})
