@@ -276,8 +276,8 @@ def rebuild_domain_read_models(sandbox: Sandbox) -> DomainOutcome:
 
 def time_travel_domain(sandbox: Sandbox, version: int | None = None, at: dt.datetime | None = None) -> DomainTimeTravel:
     """The write state and every read model as they were at `version` (clamped to 0..head), or at the moment `at`
-    (the last event recorded at or before it); the head when both are None. ValueError when an event up to there
-    cannot be read."""
+    (the last event recorded at or before it); the head when both are None. When an event up to there cannot be
+    read (a poison event), `error` says so and there is no state to show; it never raises for that."""
     spec = _domain(sandbox.domain)
     head = store.head_version(sandbox)
     if at is not None:
@@ -287,7 +287,8 @@ def time_travel_domain(sandbox: Sandbox, version: int | None = None, at: dt.date
         loaded = store.load_domain(sandbox, spec, target)
         events = list(store.domain_tail(sandbox, spec, 0, target))
     except UnreadableEvent as exc:
-        raise ValueError(f"cannot travel to v={target}: {exc}") from exc
+        error = f"Cannot travel to v={target}: {exc}"
+        return DomainTimeTravel(target, None, None, {}, head, None, 0, error=error)
     recorded = store.read_stream(sandbox, target - 1, target) if target else []
     return DomainTimeTravel(
         version=target,
@@ -303,14 +304,19 @@ def time_travel_domain(sandbox: Sandbox, version: int | None = None, at: dt.date
 def restart_exchange(sandbox: Sandbox) -> RestartReport:
     """Order book only: drop the in-memory book and rebuild it from the log (from the newest usable snapshot, if
     any), timing it and comparing it with the book before: the book every event folded from the first, read
-    before the restart, so a snapshot that restored anything else would show as book_equal=False."""
+    before the restart, so a snapshot that restored anything else would show as book_equal=False. A log that
+    cannot be read (a poison event) rebuilds nothing: `error` says why (it never raises for that)."""
     spec = _domain(sandbox.domain)
     if spec.name != "orderbook":
         raise ValueError("only the order book has an exchange to restart")
-    before = store.load_domain(sandbox, spec, use_snapshots=False).state
-    started = time.perf_counter()
-    after = store.load_domain(sandbox, spec, before.version)
-    duration_ms = (time.perf_counter() - started) * 1000
+    try:
+        before = store.load_domain(sandbox, spec, use_snapshots=False).state
+        started = time.perf_counter()
+        after = store.load_domain(sandbox, spec, before.version)
+        duration_ms = (time.perf_counter() - started) * 1000
+    except UnreadableEvent as exc:
+        head = store.head_version(sandbox)
+        return RestartReport(0.0, False, None, 0, False, head, error=f"The log cannot be replayed: {exc}")
     return RestartReport(
         duration_ms=duration_ms,
         used_snapshot=after.restored.used_snapshot,

@@ -100,6 +100,7 @@ class RestartReport:
     events_replayed: int
     book_equal: bool  # the rebuilt book is the one the exchange held before the restart
     version: int  # the stream version the book was rebuilt to
+    error: str | None = None  # set when the log cannot be read (a poison event): nothing was rebuilt
 
 
 @dataclass(frozen=True)
@@ -113,3 +114,4 @@ class DomainTimeTravel:
     head_version: int
     snapshot_version: int | None  # the snapshot the state was restored from, if any
     events_replayed: int
+    error: str | None = None  # set when an event up to `version` cannot be read: state None, no read models

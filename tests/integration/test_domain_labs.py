@@ -504,6 +504,21 @@ def test_an_unreadable_event_stalls_the_read_models_with_a_dead_letter_and_refus
     assert view.events[0].summary.startswith("unreadable:")
 
 
+def test_time_travel_and_a_restart_over_an_unreadable_event_say_so_instead_of_raising():
+    sandbox = lab("orderbook")
+    place_orders(sandbox, 3)
+    head = store.head_version(sandbox)
+    store.event_store.append(
+        sandbox.stream_id, [NewEvent("OrderRested", 1, {"price": "ten"})], head, Metadata.for_command("p")
+    )
+    report = labs.restart_exchange(sandbox)
+    assert report.error and "OrderRested" in report.error and not report.book_equal and report.version == head + 1
+    travel = labs.time_travel_domain(sandbox)
+    assert travel.error and travel.state is None and travel.read_models == {}
+    before = labs.time_travel_domain(sandbox, version=head)  # before the poison event, the past is still readable
+    assert before.error is None and before.state.version == head
+
+
 # --- sandboxes: per session and domain, within the caps, apart from the account lab -----------------------------
 
 
