@@ -97,9 +97,17 @@
   });
 
   // ---- a refresh never swaps a part the learner is typing in ------------------------------------------------
+  // Except the forms in the answer to the learner's own command: they come back with the next names to pick (or,
+  // refused, with what was typed), and the focus goes back to the same field.
+  var answeringTheLearner = false;
+  document.addEventListener("htmx:beforeSwap", function (evt) {
+    var config = evt.detail.requestConfig;
+    answeringTheLearner = !!(config && config.elt && config.elt !== root());
+  });
   document.addEventListener("htmx:oobBeforeSwap", function (evt) {
     var target = evt.detail.target, active = document.activeElement;
     if (!target || !target.closest || !target.closest("#dlab")) return;
+    if (answeringTheLearner && target.id === "dlab-forms") return;
     if (active && target.contains(active) && /^(INPUT|SELECT|TEXTAREA)$/.test(active.tagName) && active.type !== "hidden") {
       evt.detail.shouldSwap = false;
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
+from tests.browser.conftest import AXE_JS
 from tests.browser.test_lab import set_range
 
 CONCEPT = "/concepts/cqrs-event-sourcing/"
@@ -160,3 +161,37 @@ def test_two_tabs_editing_the_same_version_of_the_document_converge(browser, liv
         expect(tab.get_by_test_id("write-version")).to_have_text("3", timeout=SLOW)
         expect(tab.get_by_test_id("document-text")).to_have_text("XabcY", timeout=SLOW)
     context.close()
+
+
+@pytest.mark.parametrize("domain", ["ledger", "orderbook", "document"])
+def test_each_lab_is_axe_clean_on_a_phone_in_dark_mode(browser, live_url, domain):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme="dark")
+    page = context.new_page()
+    page.goto(f"{live_url}/lab/{domain}/")
+    lab = page.get_by_test_id("architecture-lab")
+    first_command = {"ledger": "cmd-open", "orderbook": "cmd-place", "document": "cmd-insert"}[domain]
+    lab.get_by_test_id(first_command).click()
+    expect(lab.get_by_test_id("command-result")).to_contain_text("✓", timeout=SLOW)
+    expect(lab.get_by_test_id("read-version")).not_to_have_text("0", timeout=SLOW)
+    page.evaluate(AXE_JS.read_text())
+    result = page.evaluate(
+        "() => axe.run(document, {runOnly: ['wcag2a','wcag2aa','wcag21a','wcag21aa','best-practice']})"
+    )
+    assert [(v["id"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]] == []
+    # Nothing is wider than the phone: no sideways scrolling.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    context.close()
+
+
+def test_a_keyboard_alone_sends_a_command_and_keeps_its_place(page: Page, live_url):
+    page.goto(live_url + "/lab/ledger/")
+    field = page.get_by_test_id("open-account")
+    field.focus()
+    field.press("Enter")  # the form's own submit: no mouse
+    result = page.get_by_test_id("command-result")
+    expect(result).to_contain_text("✓ ", timeout=SLOW)
+    assert result.locator("xpath=..").get_attribute("aria-live") == "polite"  # read out where it lands
+    expect(page.get_by_test_id("write-version")).to_have_text("1", timeout=SLOW)
+    # The forms came back with the next name to open; the focus is still in them, not thrown to the page's top.
+    expect(page.get_by_test_id("open-account")).to_have_value("bob")
+    assert page.evaluate("document.activeElement.closest('#dlab-commands') !== null")
