@@ -26,3 +26,9 @@ def test_each_web_process_gets_them(tmp_path):
     for child in webs:
         at = child.argv.index(cluster.DAPHNE_OPTIONS[0])
         assert child.argv[at : at + len(cluster.DAPHNE_OPTIONS)] == cluster.DAPHNE_OPTIONS
+
+
+def test_the_systemd_web_unit_gives_daphne_the_same_options():
+    unit = (ROOT / "deploy" / "systemd" / "reqflow-web@.service").read_text().replace("\\\n", " ")
+    exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    assert " ".join(cluster.DAPHNE_OPTIONS) in " ".join(exec_start.split())
