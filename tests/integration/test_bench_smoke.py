@@ -28,6 +28,7 @@ def test_every_benchmark_runs_and_reports_every_figure(tmp_path):
         "BENCH_EVENTS": "300",
         "BENCH_LATENCY_SAMPLES": "10",
         "BENCH_PG_APPENDS": "20",
+        "BENCH_CONCURRENT_EVENTS": "320",
         "BENCH_APPENDS": "200",
     }
     done = subprocess.run(
@@ -55,6 +56,9 @@ def test_every_benchmark_runs_and_reports_every_figure(tmp_path):
         "pg_append_concurrent16_events_per_s",
         "peer_pg_append_concurrent16_events_per_s",
         "pg_append_vs_peer",
+        # 16 concurrent SQLite writers through the group commit, against one raw writer of the same run.
+        "append_concurrent16_events_per_s",
+        "append_concurrent_vs_raw",
     }
     assert expected <= set(figures), sorted(expected - set(figures))
     assert all(value > 0 for value in figures.values())
