@@ -18,16 +18,29 @@ class DomainLab:
     title: str  # the lab page's heading
     label: str  # the card link's words after "Try it:"
     noun: str  # what the learner holds: "Your <noun>", "the <noun> as it was then"
+    unit: str = "event"  # what the log holds, in the words of this domain ("snapshot v=9 + 3 operations")
     late_models: tuple[str, ...] = ()  # read models the learner can add after the fact (lab.domain_labs)
 
 
 LABS: dict[str, DomainLab] = {
     lab.domain: lab
     for lab in (
-        DomainLab("ledger", "Payment Gateway", "A payment ledger", "a payment ledger", "payment ledger", ("auditor",)),
+        DomainLab(
+            "ledger",
+            "Payment Gateway",
+            "A payment ledger",
+            "a payment ledger",
+            "payment ledger",
+            late_models=("auditor",),
+        ),
         DomainLab("orderbook", "Stock Exchange (Matching Engine)", "An order book", "an order book", "order book"),
         DomainLab(
-            "document", "Google Docs (Realtime Collab)", "A shared document", "a shared document", "shared document"
+            "document",
+            "Google Docs (Realtime Collab)",
+            "A shared document",
+            "a shared document",
+            "shared document",
+            unit="operation",
         ),
     )
 }

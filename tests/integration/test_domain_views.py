@@ -237,3 +237,12 @@ def test_without_javascript_the_restart_comes_back_to_the_page_with_its_report(c
     html = page(client, "orderbook")
     assert 'data-testid="restart-report" data-equal="true" data-used-snapshot="false"' in html
     assert "Events replayed" in html
+
+
+def test_the_document_is_shown_as_a_snapshot_plus_the_operations_replayed_after_it(client):
+    send(client, "document", kind="insert", tab="a", base_version="0", position="0", text="abc")
+    assert "replaying all 1 operation from the first" in text_of(page(client, "document"), "write-load")
+    assert client.post("/lab/document/snapshot/", **HX).status_code == 200
+    send(client, "document", kind="insert", tab="a", base_version="1", position="3", text="d")
+    send(client, "document", kind="delete", tab="a", base_version="2", position="0", length="1")
+    assert text_of(page(client, "document"), "write-load") == "Loaded as snapshot v=1 + 2 operations replayed after it."
