@@ -11,6 +11,7 @@ SQLite's max_page_count is per connection and cannot reach another process); a P
 from __future__ import annotations
 
 import contextlib
+import http.cookiejar
 import os
 import sqlite3
 import subprocess
@@ -156,11 +157,23 @@ def test_a_full_disk_is_a_503_and_nothing_is_half_written(tmp_path, template_db)
             assert count_events(db) == before + done + 1
 
 
+def returning_visitor_cookie(base: str) -> http.cookiejar.Cookie:
+    """A session cookie as a returning visitor's browser sends it (the session row is in the unreachable database)."""
+    host = base.split("//")[1].split(":")[0]
+    return http.cookiejar.Cookie(
+        0, "sessionid", "a" * 32, None, False, host, False, False, "/", True, False, None, False, None, None, {}
+    )
+
+
 def test_an_unreachable_postgresql_is_a_503_for_every_page_with_one_log_line(tmp_path):
     closed = free_port()
     site = Site(tmp_path / "site.log", DATABASE_URL=f"postgres://postgres@127.0.0.1:{closed}/reqflow_fail")
     try:
+        # A new visitor's page reads nothing from the database (6242348): it is served whole.
+        assert Learner(site.base).get("/lab/").status == 200
+        # A returning one's pages read the session first: each is a 503.
         learner = Learner(site.base)
+        learner.jar.set_cookie(returning_visitor_cookie(site.base))
         for _ in range(N):
             page = learner.get("/lab/")
             assert page.status == 503 and int(page.headers["Retry-After"]) > 0
