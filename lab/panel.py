@@ -218,7 +218,8 @@ class Panel:
 
     @cached_property
     def time_travel(self) -> TimeTravelView:
-        return timeline.time_travel(self.state.sandbox, self.tt_version, forms.time_travel_at({"at": self.tt_at}))
+        at = forms.time_travel_at({"at": self.tt_at})
+        return timeline.time_travel(self.state.sandbox, self.tt_version, at, write=self.state.write)
 
     @cached_property
     def chart_series_json(self) -> str:
@@ -379,13 +380,14 @@ def panel_for_page(request: HttpRequest) -> Panel:
     """The panel for a full page (the concept page or the standalone lab page): its per-tab views from the URL,
     the outcome a no-JavaScript form left in the session, and a query answer when the URL asks for one. A visitor
     without a sandbox sees a blank one: a page view creates nothing (lab.sandboxes.sandbox_to_show)."""
-    sandbox = sandbox_to_show(request)
+    sandbox = sandbox_to_show(request)  # the row, read just now: lab_state need not read it again
     flash = request.session.pop(FLASH_KEY, None) or {}
     panel = build_panel(
         request,
         sandbox,
         params=request.GET,
         next_url=request.path,
+        sandbox_is_fresh=True,
         result=flash.get("result"),
         controls_message=flash.get("controls"),
         controls_slot=flash.get("slot", "lab-reset-result" if flash.get("controls") else ""),

@@ -412,6 +412,9 @@ def chart_series(
     applied_at existed count as before the window."""
     now = now or timezone.now()
     start = now - dt.timedelta(seconds=window_s)
+    if is_blank(sandbox):  # no sandbox yet: two flat lines at v=0, read without a query
+        empty = _chart_line([], start, limit)
+        return ChartSeries(now_ms=_epoch_ms(now), window_ms=round(window_s * 1000), write=empty, read=empty)
     live_generation = Subquery(Sandbox.objects.filter(pk=sandbox.pk).values("live_generation")[:1])
     applied = (
         HistoryLine.objects.filter(sandbox_id=sandbox.pk, generation=live_generation)

@@ -21,6 +21,7 @@ from lab.engine.replay import Loaded
 from lab.engine.snapshots import fingerprint, state_from_dict, state_to_dict
 from lab.engine.upcasting import UnreadableEvent, upcast
 from lab.models import Sandbox, Snapshot
+from lab.sandboxes import is_blank
 from lab.types import EventPage, EventView, LoadReportView, ReplayFrame, SnapshotView, TimeTravelView, WriteSide
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ def write_side(sandbox: Sandbox) -> WriteSide:
             events_replayed=loaded.events_replayed,
             events_without_snapshot=loaded.state.version,
         ),
+        at_head=_view(loaded),
     )
 
 
@@ -90,6 +92,8 @@ def event_page(sandbox: Sandbox, page: int = 1, event_type: str | None = None, p
     """A page of the sandbox's log, newest first, optionally one event type only. Out-of-range pages clamp.
     In state-only mode the page is empty (nothing is appended): every update of the panel renders the log, so
     it does not raise; the log endpoint refuses with lab.modes.UNAVAILABLE["log"]."""
+    if is_blank(sandbox):  # a visitor with no sandbox yet (lab.sandboxes.sandbox_to_show): nothing to read
+        return EventPage(events=[], page=1, pages=1, total=0, event_type=event_type or None)
     rows, page, pages, total = store.event_page(sandbox, page, per_page, event_type)
     return EventPage(
         events=[event_view(r) for r in rows], page=page, pages=pages, total=total, event_type=event_type or None
@@ -129,12 +133,27 @@ def state_at(sandbox: Sandbox, version: int) -> TimeTravelView:
     lab.modes.ModeUnavailable, because each command overwrote the state before it."""
     if modes.is_state_only(sandbox):
         return _present(sandbox, version)
-    head = store.head_version(sandbox)
-    target = max(0, min(int(version), head))
+    return _state_at_clamped(sandbox, max(0, min(int(version), _head(sandbox))))
+
+
+def _head(sandbox: Sandbox) -> int:
+    return 0 if is_blank(sandbox) else store.head_version(sandbox)  # a blank sandbox has no stream to read
+
+
+def _state_at_clamped(sandbox: Sandbox, target: int) -> TimeTravelView:
+    """state_at once the caller clamped the version to the head. v=0 is the empty account, read without a query
+    (no snapshot is ever at v=0: take_snapshot refuses an empty account, automatic ones follow events): every
+    panel shows the replay at its start."""
+    if target == 0:
+        return _view(Loaded(decider.initial_state(), None, 0, False))
     try:
         loaded = store.load_state(sandbox, up_to_version=target)
     except UnreadableEvent:
         loaded = _load_readable_prefix(sandbox, target)
+    return _view(loaded)
+
+
+def _view(loaded: Loaded) -> TimeTravelView:
     return TimeTravelView(
         version=loaded.state.version,
         balance=loaded.state.balance,
@@ -169,9 +188,17 @@ def state_at_time(sandbox: Sandbox, when: dt.datetime) -> TimeTravelView:
     )
 
 
-def time_travel(sandbox: Sandbox, version: int, at: dt.datetime | None = None) -> TimeTravelView:
-    """Time travel as a request asks for it: by time when `at` is given, otherwise by version."""
-    return state_at_time(sandbox, at) if at is not None else state_at(sandbox, version)
+def time_travel(
+    sandbox: Sandbox, version: int, at: dt.datetime | None = None, *, write: WriteSide | None = None
+) -> TimeTravelView:
+    """Time travel as a request asks for it: by time when `at` is given, otherwise by version. `write`: the write
+    side just read (lab_state); at its version, the slider's default, its own load is the answer, read again for
+    nothing before (4 queries on every page and push)."""
+    if at is not None:
+        return state_at_time(sandbox, at)
+    if write is not None and write.at_head is not None and version == write.version:
+        return write.at_head
+    return state_at(sandbox, version)
 
 
 def replay_frame(sandbox: Sandbox, version: int) -> ReplayFrame:
@@ -180,7 +207,7 @@ def replay_frame(sandbox: Sandbox, version: int) -> ReplayFrame:
     is no log to replay."""
     if version:
         modes.require_event_sourced(sandbox, "replay")
-    head = store.head_version(sandbox)
+    head = _head(sandbox)
     target = max(0, min(int(version), head))
     rows = store.read_stream(sandbox, target - 1, target) if target > 0 else []
     amount = None
@@ -189,6 +216,6 @@ def replay_frame(sandbox: Sandbox, version: int) -> ReplayFrame:
             amount = store.domain_event(rows[0]).amount
         except UnreadableEvent:
             amount = None
-    return ReplayFrame(
-        state=state_at(sandbox, target), event=event_view(rows[0]) if rows else None, head_version=head, amount=amount
-    )
+    # The head was read just above: the state needs no second read of it (nor, in state-only mode, of the row).
+    state = state_at(sandbox, target) if modes.is_state_only(sandbox) else _state_at_clamped(sandbox, target)
+    return ReplayFrame(state=state, event=event_view(rows[0]) if rows else None, head_version=head, amount=amount)

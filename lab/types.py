@@ -72,6 +72,9 @@ class WriteSide:
     balance: Decimal
     version: int
     load: LoadReportView
+    # The same load as time travel shows it (lab.timeline.time_travel at this version); None for a blank or
+    # state-only sandbox. Not compared: it repeats the fields above.
+    at_head: TimeTravelView | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
