@@ -59,6 +59,13 @@ def test_every_benchmark_runs_and_reports_every_figure(tmp_path):
         # 16 concurrent SQLite writers through the group commit, against one raw writer of the same run.
         "append_concurrent16_events_per_s",
         "append_concurrent_vs_raw",
+        # The bare peers: a Channels group send (fanout_bench) and a bare Django site on daphne (http_bench).
+        "fanout200_ms_p99",
+        "fanout_vs_bare",
+        "http_commands_per_s",
+        "http_vs_bare",
+        "page_views_per_s",
+        "page_vs_bare",
     }
     assert expected <= set(figures), sorted(expected - set(figures))
     assert all(value > 0 for value in figures.values())
