@@ -115,6 +115,10 @@ def test_P6_redis_stopped_commands_answer_projections_commit_and_pushes_resume(r
         log = running.log(name)
         assert "Traceback" not in log, f"{name}:\n{log[-3000:]}"
         assert "wake-up listener failed" not in log, f"{name}:\n{log[-3000:]}"
+    # The workers' pushes met the stopped Redis and gave up after their 1 s, one line each, and the loop went on.
+    workers = running.log("worker-1") + running.log("worker-2")
+    gave_up = [line for line in workers.splitlines() if "push to" in line]
+    assert gave_up and all(line.endswith("failed (TimeoutError)") for line in gave_up), gave_up
     print(
         f"\nP6: Redis stopped {hung_for:.1f} s; commands median {statistics.median(hung) * 1000:.0f} ms "
         f"(max {max(hung) * 1000:.0f} ms) against a baseline of {baseline * 1000:.0f} ms; the projection committed "
