@@ -80,16 +80,25 @@ MOVED_PARTS = (*LIVE_PARTS, "lab-command-id", "lab-command-result", "lab-query-r
 PER_SOCKET_PARTS = ("lab-command-id",)
 
 
-def frames(*, moved: bool, read_side_only: bool, in_one_frame: bool) -> list[tuple[str, ...]]:
+# The parts that show the two versions go first, in a frame of their own. Each frame's parts are rendered when it
+# goes, so these reach the page without waiting for the rest of the panel to render (the missions, the projector's
+# track, the history: about three quarters of the first frame's time, measured at lag 0), and the read model's
+# version is what a learner watches at lag 0.
+VERSION_PARTS = ("lab-versions", "lab-write-model", "lab-read-model", "lab-expected-version")
+
+
+def frames(*, moved: bool, read_side_only: bool, in_one_frame: bool, later: bool = False) -> list[tuple[str, ...]]:
     """The parts of a push, frame by frame: the whole panel if the session moved to another sandbox (a reset in
-    another tab), else the live parts (the LATER_PARTS of them in a second frame, unless `in_one_frame`)."""
+    another tab), else the live parts: the VERSION_PARTS among them, then the rest, then the LATER_PARTS (which a
+    push of the read side alone leaves out, unless `later`: a push before it owes them), or all in one frame."""
     if moved:
         return [tuple(p for p in MOVED_PARTS if p not in PER_SOCKET_PARTS)]
-    if read_side_only:
-        return [READ_SIDE_PARTS]
     if in_one_frame:
         return [LIVE_PARTS]
-    return [tuple(p for p in LIVE_PARTS if p not in LATER_PARTS), LATER_PARTS]
+    parts = READ_SIDE_PARTS if read_side_only else tuple(p for p in LIVE_PARTS if p not in LATER_PARTS)
+    first = tuple(p for p in VERSION_PARTS if p in parts)
+    out = [first, tuple(p for p in parts if p not in first)]
+    return [*out, LATER_PARTS] if later or not read_side_only else out
 
 
 # --- One read and render per sandbox and hint, shared by the sandbox's sockets ---------------------------------
@@ -233,6 +242,7 @@ class LabConsumer(AsyncWebsocketConsumer):
         self._tokens = PUSH_BURST
         self._refilled_at = 0.0
         self._awaited_read_version = 0  # a command's version whose projection the next push waits for
+        self._later_owed = False  # a push left its LATER_PARTS to the next one (_push)
         self._projected_version = 0  # the highest read version a "projected" hint has named (this sandbox)
         self._projection_arrived = asyncio.Event()
         self._hinted_at = 0.0  # (loop time) when the latest hint arrived: its push needs a read begun after it
@@ -341,9 +351,9 @@ class LabConsumer(AsyncWebsocketConsumer):
             reasons, self._reasons = self._reasons, set()
             if not reasons <= DIFFED_REASONS:
                 self._sent.clear()  # a control's htmx answer swapped live parts on the page: send them all again
-            await self._push(read_side_only=reasons <= READ_SIDE_REASONS)
+            await self._push(read_side_only=reasons <= READ_SIDE_REASONS, later=self._later_owed)
 
-    async def _push(self, *, read_side_only: bool = False, in_one_frame: bool = False) -> None:
+    async def _push(self, *, read_side_only: bool = False, in_one_frame: bool = False, later: bool = False) -> None:
         async with self._push_lock:
             loop = asyncio.get_running_loop()
             # A (re)connecting page's first push reads a state begun after the socket joined its group.
@@ -368,7 +378,15 @@ class LabConsumer(AsyncWebsocketConsumer):
                 await self.channel_layer.group_add(self.group, self.channel_name)
             try:
                 render = await shared().get(("panel", sandbox.pk), not_before, lambda: _in_thread(read_panel)(sandbox))
-                for names in frames(moved=moved, read_side_only=read_side_only, in_one_frame=in_one_frame):
+                for names in frames(moved=moved, read_side_only=read_side_only, in_one_frame=in_one_frame,
+                                    later=later):  # fmt: skip
+                    if names is LATER_PARTS:
+                        # A hint came meanwhile (at lag 0, the projection a command's push gave up waiting for):
+                        # its push goes first, and these (the log, most of the bytes) after it, once.
+                        if self._dirty and not self._later_owed:
+                            self._later_owed = True
+                            break
+                        self._later_owed = False
                     html = self._unsent(await render.html(names), loop.time())
                     if moved:
                         html += "\n" + per_socket_html(render.panel)

@@ -79,6 +79,15 @@ def version(html: str, testid: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+async def the_rest(communicator: WebsocketCommunicator, quiet: float = 0.3) -> list[str]:
+    """The frames that follow until the socket is quiet: the rest of a push, whose frames go one after another
+    (lab.consumers.frames: the versions, the rest of the live parts, the log)."""
+    frames = []
+    while not await communicator.receive_nothing(timeout=quiet):
+        frames.append(await communicator.receive_from())
+    return frames
+
+
 async def until(communicator: WebsocketCommunicator, predicate, timeout: float = 5.0) -> str:
     """Receive pushes until one satisfies the predicate (pushes coalesce, so any single one may be skipped)."""
     loop = asyncio.get_running_loop()
@@ -192,9 +201,10 @@ async def test_projector_progress_pushes_only_the_read_side_and_a_command_pushes
     await post(client, "/lab/command/", {"kind": "deposit", "amount": "2"})
     first = await until(communicator, lambda m: version(m, "write-version") == 1)
     assert 'id="lab-write-model"' in first and 'id="lab-expected-version"' in first
-    assert 'id="lab-event-log"' not in first  # the heavy part follows in a frame of its own
-    then = await communicator.receive_from(timeout=5)
+    assert 'id="lab-event-log"' not in first  # the heavy part follows in a frame of its own, the last
+    *between, then = await the_rest(communicator)
     assert 'id="lab-event-log"' in then and 'id="lab-snapshots"' in then and 'data-version="1"' in then
+    assert between and not any('id="lab-event-log"' in frame for frame in between)
     await communicator.disconnect()
 
 
@@ -207,9 +217,10 @@ async def test_at_lag_zero_a_commands_push_waits_for_its_projection_and_shows_bo
     assert await communicator.receive_nothing(timeout=0.02)  # held for the projection due any moment
     await apublish(sandbox.pk, "projected", read_version=1)
     pushed = await communicator.receive_from(timeout=5)
-    assert 'id="lab-write-model"' in pushed and 'id="lab-read-model"' in pushed  # one push for both hints
-    assert 'id="lab-event-log"' in await communicator.receive_from(timeout=5)  # (its second frame)
-    assert await communicator.receive_nothing(timeout=0.3)
+    # One push for both hints, both models in its first frame (lab.consumers.VERSION_PARTS).
+    assert 'id="lab-write-model"' in pushed and 'id="lab-read-model"' in pushed
+    rest = await the_rest(communicator)  # (its other frames, the log last; then nothing)
+    assert 'id="lab-event-log"' in rest[-1] and not any("write-version" in frame for frame in rest)
     await communicator.disconnect()
 
 
@@ -326,10 +337,11 @@ async def test_a_push_carries_only_the_parts_that_changed_and_a_later_socket_get
     await apublish(sandbox.pk, "projected", read_version=0)  # nothing changed: only the versions (and the clock)
     assert parts(await first.receive_from(timeout=5)) == {"lab-versions"}
     await post(client, "/lab/command/", {"kind": "deposit", "amount": "5"})
-    pushed = await until(first, lambda m: version(m, "write-version") == 1)
-    assert {"lab-write-model", "lab-expected-version", "lab-summary"} <= parts(pushed)
-    assert "lab-rebuild" not in parts(pushed) and "lab-retro" not in parts(pushed)  # unchanged: left out
-    assert "lab-event-log" in parts(await first.receive_from(timeout=5))  # the log changed too (its own frame)
+    pushed = [await until(first, lambda m: version(m, "write-version") == 1), *await the_rest(first)]
+    sent = set().union(*map(parts, pushed))
+    assert {"lab-write-model", "lab-expected-version", "lab-summary"} <= sent
+    assert "lab-rebuild" not in sent and "lab-retro" not in sent  # unchanged: left out
+    assert "lab-event-log" in parts(pushed[-1])  # the log changed too (its own frame, the last)
     later = socket(key)
     await later.connect()
     assert parts(await later.receive_from(timeout=5)) == set(consumers.LIVE_PARTS)  # a new page gets everything
@@ -343,7 +355,7 @@ async def test_a_controls_hint_sends_every_part_again():
     communicator = await connected(key)
     sandbox = await _sandbox_of(key)
     await apublish(sandbox.pk, "settings")
-    received = [await communicator.receive_from(timeout=5), await communicator.receive_from(timeout=5)]
+    received = [await communicator.receive_from(timeout=5), *await the_rest(communicator)]
     assert set().union(*map(parts, received)) == set(consumers.LIVE_PARTS)
     await communicator.disconnect()
 
@@ -362,8 +374,8 @@ async def test_the_sockets_of_a_sandbox_share_one_read_and_render_per_hint(monke
     sandbox = await _sandbox_of(key)
     monkeypatch.setattr(consumers, "read_panel", counted)
     await apublish(sandbox.pk, "projected", read_version=0)
-    pushes = [await tab.receive_from(timeout=5) for tab in tabs]
-    assert len(set(pushes)) == 1  # the very same HTML for every tab
+    pushes = ["".join([await tab.receive_from(timeout=5), *await the_rest(tab)]) for tab in tabs]
+    assert len(set(pushes)) == 1  # the very same HTML for every tab (all the frames of its push)
     # One read for the 20 sockets (a socket whose hint arrived after the read began would make its own: the
     # in-memory layer delivers a hint to every socket before any push starts).
     assert len(reads) == 1, reads
