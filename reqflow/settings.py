@@ -102,6 +102,15 @@ if DATABASE_URL:
         raise ImproperlyConfigured(f"DATABASE_URL could not be parsed: {exc}") from None
     if _db["ENGINE"] == "django.db.backends.sqlite3":
         _db.setdefault("OPTIONS", {}).update(_SQLITE_OPTIONS)
+    else:
+        # A server that takes the connection and then says nothing (hung, or a network that drops its packets) held a
+        # request until nginx gave up after 60 s; libpq's own default is to wait for ever. Connecting (TCP, startup,
+        # authentication) now gives up after this long and the request answers 503 (reqflow.dbfailure). Each request
+        # connects afresh (CONN_MAX_AGE 0), so this bounds every request that meets a hung PostgreSQL at its start.
+        # A `?connect_timeout=` in DATABASE_URL wins.
+        _db.setdefault("OPTIONS", {}).setdefault(
+            "connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT_S", 5, minimum=1, maximum=120)
+        )
     DATABASES = {"default": _db}
 else:
     DATABASES = {
