@@ -33,7 +33,7 @@ GOAL_COMMAND_MS = 100.0
 GOAL_VISIBLE_EXTRA_MS = 200.0
 LAG_MS = 0  # every learner sets its sandbox's lag to 0 first: "visible" is then the pipeline's own delay
 # The step mode's rates (commands/s), from --step-from up, at most STEP_MAX of them (each LOAD_STEP_DURATION seconds).
-STEP_LADDER = (5, 10, 15, 20, 25, 30, 40, 50, 60, 75, 100, 125, 150, 200, 250, 300, 400)
+STEP_LADDER = (2, 5, 10, 15, 20, 25, 30, 40, 50, 60, 75, 100, 125, 150, 200, 250, 300, 400)
 STEP_MAX = 12
 BASELINE_RATE = 2.0  # one learner, two commands a second: the unloaded figures of the same site in the same sitting
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/reqflow_load"
@@ -53,10 +53,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--run-rate", type=float, default=env_num("LOAD_RUN_RATE", 50))
     p.add_argument("--cluster-learners", type=int, default=int(env_num("LOAD_CLUSTER_LEARNERS", 1000)))
     p.add_argument("--cluster-rate", type=float, default=env_num("LOAD_CLUSTER_RATE", 150))
-    p.add_argument("--spawn-rate", type=float, default=env_num("LOAD_SPAWN_RATE", 50), help="learners opening/s")
+    p.add_argument("--spawn-rate", type=float, default=env_num("LOAD_SPAWN_RATE", 10), help="learners opening/s")
     p.add_argument("--step", action="store_true", default=os.environ.get("STEP", "") not in ("", "0"))
     p.add_argument("--step-duration", type=float, default=env_num("LOAD_STEP_DURATION", 20))
-    p.add_argument("--step-from", type=float, default=env_num("LOAD_STEP_FROM", 10), help="the first step's rate")
+    p.add_argument("--step-from", type=float, default=env_num("LOAD_STEP_FROM", 2), help="the first step's rate")
     p.add_argument("--baseline-duration", type=float, default=env_num("LOAD_BASELINE_DURATION", 10))
     p.add_argument("--run-port", type=int, default=int(env_num("LOAD_RUN_PORT", 0)), help="0: a free one")
     p.add_argument("--cluster-port", type=int, default=int(env_num("LOAD_CLUSTER_PORT", 0)), help="nginx's; +1, +2")
@@ -200,8 +200,13 @@ def step_mode(args: argparse.Namespace, site: servers.Site, workdir: Path, name:
     driven = drive(site, workdir, f"{name}-step", learners, rates, args.step_duration, args.spawn_rate,
                    stop_on_breach=True, html=report)  # fmt: skip
     checked = verify(site, workdir, f"{name}-step", driven)
-    steps = [figures(driven, s) for s in driven["steps"]]
+    # A step holds when its own commands met the goals; the learners that could not open the lab are counted once,
+    # in learners_ready and setup_errors, not against every step.
+    steps = [figures(driven, s) | {"errors": s["errors"], "error_kinds": s["error_kinds"], "goals_met": s["goals_met"]}
+             for s in driven["steps"]]  # fmt: skip
     return {
+        "learners_ready": driven["learners_ready"],
+        "setup_errors": driven["setup_errors"],
         "highest_rate_held": highest_held(steps),
         "steps": steps,
         "exact": checked["exact"],

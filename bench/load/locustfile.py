@@ -141,10 +141,11 @@ class Browser:
         if fields is not None:
             body = urllib.parse.urlencode(fields)
             head["Content-Type"] = "application/x-www-form-urlencoded"
+        reused = self.reused
         try:
             response = self._send(method, path, body, head)
         except STALE:
-            if not self.reused:
+            if not reused:
                 raise
             # The server closed this idle keep-alive connection before our request reached it: a browser sends it
             # again on a new connection, and so do we, once (a command carries its id: a repeat is never applied
