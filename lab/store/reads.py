@@ -131,26 +131,27 @@ def events_for_projection(sandbox_id: uuid.UUID, after: int, limit: int) -> list
 def pending_sandboxes() -> list[uuid.UUID]:
     """Sandboxes that may have work: events past the live checkpoint, a rebuild, a retro model, a crash to end,
     a state-only change to copy (lab.copying). A domain lab's sandbox (Sandbox.domain) is followed by its
-    DOMAIN_LIVE and DOMAIN_LATE checkpoints instead of the balance's and the retroactive model's."""
+    DOMAIN_LIVE and DOMAIN_LATE checkpoints instead of the balance's and the retroactive model's. Each branch names
+    its checkpoint by a constant: choosing it per row (a CASE) made the scan twice as slow on SQLite."""
+    behind = f"""EXISTS (
+                SELECT 1 FROM {EVENTS} e WHERE e.sandbox_id = s.id AND e.position > COALESCE((
+                    SELECT c.position FROM {CHECKPOINTS} c
+                    WHERE c.sandbox_id = s.id AND c.projection = %s AND c.generation = {{generation}}), 0))"""
+    live, late = behind.format(generation="s.live_generation"), behind.format(generation="%s")
     sql = f"""
         SELECT s.id FROM {SANDBOXES} s
         WHERE s.retired_at IS NULL AND (
             s.rebuilding_generation IS NOT NULL
             OR s.projector_crashed_until IS NOT NULL
             OR s.state_pending_since IS NOT NULL
-            OR (s.projector_paused = %s AND EXISTS (
-                SELECT 1 FROM {EVENTS} e WHERE e.sandbox_id = s.id AND e.position > COALESCE((
-                    SELECT c.position FROM {CHECKPOINTS} c
-                    WHERE c.sandbox_id = s.id AND c.generation = s.live_generation
-                    AND c.projection = CASE WHEN s.domain = %s THEN %s ELSE %s END), 0)))
-            OR (s.retro_model_enabled = %s AND EXISTS (
-                SELECT 1 FROM {EVENTS} e WHERE e.sandbox_id = s.id AND e.position > COALESCE((
-                    SELECT c.position FROM {CHECKPOINTS} c
-                    WHERE c.sandbox_id = s.id AND c.generation = %s
-                    AND c.projection = CASE WHEN s.domain = %s THEN %s ELSE %s END), 0)))
+            OR (s.projector_paused = %s AND s.domain = %s AND {live})
+            OR (s.retro_model_enabled = %s AND s.domain = %s AND {late})
+            OR (s.projector_paused = %s AND s.domain <> %s AND {live})
+            OR (s.retro_model_enabled = %s AND s.domain <> %s AND {late})
         )
     """
+    params = [False, ACCOUNT, BALANCE, True, ACCOUNT, LARGEST_DEPOSIT, RETRO_GENERATION]
+    params += [False, ACCOUNT, DOMAIN_LIVE, True, ACCOUNT, DOMAIN_LATE, RETRO_GENERATION]
     with connection.cursor() as cur:
-        live = [ACCOUNT, BALANCE, DOMAIN_LIVE]
-        cur.execute(sql, [False, *live, True, RETRO_GENERATION, ACCOUNT, LARGEST_DEPOSIT, DOMAIN_LATE])
+        cur.execute(sql, params)
         return [py_uuid(r[0]) for r in cur.fetchall()]
