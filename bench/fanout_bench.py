@@ -1,11 +1,12 @@
 """Fan-out: one update to 200 open lab pages of one sandbox, against a bare Channels group send, same run.
 
 `fanout200_ms_p99`: from the hint's publish to the 200th socket's receipt of the push showing the new write
-version (p99 over the updates). `fanout_vs_bare`: that ÷ the same for a bare consumer relaying a message of the
-push's size to 200 channels of the same in-memory layer. `fanout200_unshared_ms_p99`: the lab's push with
-lab.consumers.SHARED_PUSHES off (each socket reads and renders for itself, as before), for comparison.
-The state changes for real (a command) with its own hint held back, so the timed publish is the only one.
-Child process, temporary file SQLite (WAL, synchronous=FULL), the in-memory channel layer.
+version (p99 over the updates). `fanout_vs_bare`: that ÷ the same for the bare consumer of bench/bare/ relaying one
+message to 200 channels of the same in-memory layer; the message is as large as what a lab socket received for an
+update until it showed the new version (`fanout_push_bytes`, the median over sockets and updates).
+`fanout200_unshared_ms_p99`: the lab's push with lab.consumers.SHARED_PUSHES off (each socket reads and renders
+for itself, as before), for comparison. The state changes for real (a command) with its own hint held back, so the
+timed publish is the only one. Child process, temporary file SQLite (WAL, synchronous=FULL), in-memory layer.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import os
 import pathlib
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,15 +55,20 @@ def _measure() -> dict[str, float]:
     return asyncio.run(_measure_async())
 
 
-async def _until_all(sockets: list, predicate) -> float:  # type: ignore[type-arg, no-untyped-def]
-    """When the last socket received a frame satisfying the predicate (perf_counter seconds)."""
+async def _until_all(sockets: list, predicate) -> tuple[float, float]:  # type: ignore[type-arg, no-untyped-def]
+    """When the last socket received a frame satisfying the predicate (perf_counter seconds), and the median of the
+    characters each socket received until then (that frame included)."""
 
-    async def one(communicator) -> float:  # type: ignore[no-untyped-def]
+    async def one(communicator) -> tuple[float, int]:  # type: ignore[no-untyped-def]
+        size = 0
         while True:
-            if predicate(await communicator.receive_from(timeout=60)):
-                return time.perf_counter()
+            frame = await communicator.receive_from(timeout=60)
+            size += len(frame)
+            if predicate(frame):
+                return time.perf_counter(), size
 
-    return max(await asyncio.gather(*(one(s) for s in sockets)))
+    done = await asyncio.gather(*(one(s) for s in sockets))
+    return max(at for at, _ in done), statistics.median(size for _, size in done)
 
 
 async def _drain(sockets: list) -> None:  # type: ignore[type-arg]
@@ -70,7 +77,7 @@ async def _drain(sockets: list) -> None:  # type: ignore[type-arg]
             await communicator.receive_from()
 
 
-async def _lab(sockets: list, sandbox, updates: int) -> list[float]:  # type: ignore[no-untyped-def]
+async def _lab(sockets: list, sandbox, updates: int, sizes: list[float]) -> list[float]:  # type: ignore[no-untyped-def]
     from asgiref.sync import sync_to_async
 
     from lab import commands, live
@@ -85,23 +92,18 @@ async def _lab(sockets: list, sandbox, updates: int) -> list[float]:  # type: ig
         version = outcome.write_version
         started = time.perf_counter()
         await live.apublish(sandbox.pk, "command", write_version=version, projects_at_once=False)
-        last = await _until_all(sockets, lambda m, v=version: (f := WRITE_VERSION.search(m)) and int(f[1]) == v)
+        last, size = await _until_all(sockets, lambda m, v=version: (f := WRITE_VERSION.search(m)) and int(f[1]) == v)
         samples.append((last - started) * 1000)
+        sizes.append(size)
         await asyncio.sleep(0.2)  # past the push's second frame and the per-socket rate limit
         await _drain(sockets)
     return samples
 
 
 async def _bare(size: int, updates: int) -> list[float]:
-    from channels.generic.websocket import AsyncWebsocketConsumer
+    from bare.consumers import GROUP, Bare
     from channels.layers import get_channel_layer
     from channels.testing import WebsocketCommunicator
-
-    class Bare(AsyncWebsocketConsumer):
-        groups = ["bare"]
-
-        async def bench_message(self, event: dict) -> None:  # type: ignore[type-arg]
-            await self.send(text_data=event["text"])
 
     sockets = [WebsocketCommunicator(Bare.as_asgi(), "/") for _ in range(SOCKETS)]
     for communicator in sockets:
@@ -110,8 +112,8 @@ async def _bare(size: int, updates: int) -> list[float]:
     for i in range(updates):
         text = f"{i:08d}" + "x" * max(0, size - 8)
         started = time.perf_counter()
-        await layer.group_send("bare", {"type": "bench.message", "text": text})
-        last = await _until_all(sockets, lambda m, t=text[:8]: m.startswith(t))
+        await layer.group_send(GROUP, {"type": "bare.message", "text": text})
+        last, _ = await _until_all(sockets, lambda m, t=text[:8]: m.startswith(t))
         samples.append((last - started) * 1000)
         await asyncio.sleep(0.05)
     for communicator in sockets:
@@ -140,18 +142,20 @@ async def _measure_async() -> dict[str, float]:
     headers = [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1"),
                (b"cookie", f"{settings.SESSION_COOKIE_NAME}={key}".encode())]  # fmt: skip
     sockets = [WebsocketCommunicator(application, "/ws/lab/", headers=headers) for _ in range(SOCKETS)]
-    first = ""
     for communicator in sockets:
         await communicator.connect()
-        first = await communicator.receive_from(timeout=60)
-    shared = await _lab(sockets, sandbox, UPDATES)
+        await communicator.receive_from(timeout=60)
+    sizes: list[float] = []
+    shared = await _lab(sockets, sandbox, UPDATES, sizes)
     consumers.SHARED_PUSHES = False
-    unshared = await _lab(sockets, sandbox, UNSHARED_UPDATES)
+    unshared = await _lab(sockets, sandbox, UNSHARED_UPDATES, [])
     consumers.SHARED_PUSHES = True
     for communicator in sockets:
         await communicator.disconnect()
-    # The bare message is as large as a whole first push (every live part), more than a shared push sends.
-    bare = await _bare(len(first), UPDATES)
+    # The bare message carries as many characters as a lab socket received for an update (before, the size of a
+    # whole first push: every live part, far more than an update's diffed push, which flattered the lab).
+    push_bytes = round(statistics.median(sizes))
+    bare = await _bare(push_bytes, UPDATES)
     return {
         "fanout200_ms_p99": round(percentile(shared, 99), 2),
         "fanout200_ms_p50": round(percentile(shared, 50), 2),
@@ -159,6 +163,7 @@ async def _measure_async() -> dict[str, float]:
         "fanout_bare200_ms_p99": round(percentile(bare, 99), 2),
         "fanout_vs_bare": round(percentile(shared, 99) / percentile(bare, 99), 2),
         "fanout_unshared_vs_bare": round(percentile(unshared, 99) / percentile(bare, 99), 2),
+        "fanout_push_bytes": push_bytes,
     }
 
 

@@ -27,7 +27,7 @@ import urllib.parse
 import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-PORT = 8811
+PORT = 9310
 SAMPLES = int(os.environ.get("BENCH_LATENCY_SAMPLES", 200))
 READ_VERSION = re.compile(r'data-testid="read-version">(\d+)<')
 
