@@ -69,7 +69,7 @@ class Throwaway:
 class FaultCluster:
     """`python -m deploy.cluster` on the given PostgreSQL and Redis; its output collected by a thread."""
 
-    def __init__(self, folder: Path, database_url: str, redis_url: str) -> None:
+    def __init__(self, folder: Path, database_url: str, redis_url: str, workers: int = 2) -> None:
         self.folder = folder
         self.port = free_port_run(3)
         self.base = f"http://127.0.0.1:{self.port}"
@@ -77,7 +77,7 @@ class FaultCluster:
         env = {k: v for k, v in os.environ.items() if k not in drop}
         env |= {"STATIC_ROOT": str(folder / "static"), "PYTHONWARNINGS": "ignore"}
         argv = [sys.executable, "-m", "deploy.cluster", "--port", str(self.port), "--dir", str(folder)]
-        argv += ["--database-url", database_url, "--redis-url", redis_url]
+        argv += ["--database-url", database_url, "--redis-url", redis_url, "--workers", str(workers)]
         self.process = subprocess.Popen(
             argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
         )
