@@ -30,6 +30,10 @@ from lab.store.values import db_json, db_time, db_uuid, py_json
 
 SNAPSHOTS = Snapshot._meta.db_table
 SNAPSHOTS_TRIED = 20  # the newest this many snapshots at or below a version are tried before folding from the start
+# Snapshots kept per domain stream; saving one removes the older ones past this. A domain state grows with its log
+# (the order ids ever placed, the transfers that can be refunded), so keeping one every few events for good would
+# store the log many times over: at 5,000 events and one snapshot per 10, about 500 ever-larger copies.
+SNAPSHOTS_KEPT = 10
 
 
 @dataclass(frozen=True)
@@ -103,7 +107,8 @@ def _snapshots_at_or_below(sandbox: Sandbox, up_to_version: int | None) -> list[
 
 
 def save_domain_snapshot(sandbox: Sandbox, domain: Domain, state: Any, reason: str) -> None:
-    """Store (or replace) the snapshot at state.version, with the domain's current fingerprint."""
+    """Store (or replace) the snapshot at state.version, with the domain's current fingerprint, and drop the ones
+    older than the newest SNAPSHOTS_KEPT (a snapshot is a cache: time travel before them folds from the start)."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {SNAPSHOTS} (sandbox_id, stream_id, version, state, fingerprint, taken_at, reason) "
@@ -119,4 +124,9 @@ def save_domain_snapshot(sandbox: Sandbox, domain: Domain, state: Any, reason: s
                 db_time(timezone.now()),
                 reason,
             ],
+        )
+        cursor.execute(
+            f"DELETE FROM {SNAPSHOTS} WHERE stream_id = %s AND version < COALESCE(("
+            f"SELECT version FROM {SNAPSHOTS} WHERE stream_id = %s ORDER BY version DESC LIMIT 1 OFFSET %s), 0)",
+            [sandbox.stream_id, sandbox.stream_id, SNAPSHOTS_KEPT - 1],
         )

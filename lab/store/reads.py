@@ -150,7 +150,7 @@ def pending_sandboxes() -> list[uuid.UUID]:
             OR (s.retro_model_enabled = %s AND s.domain <> %s AND {late})
         )
     """
-    params = [False, ACCOUNT, BALANCE, True, ACCOUNT, LARGEST_DEPOSIT, RETRO_GENERATION]
+    params: list[Any] = [False, ACCOUNT, BALANCE, True, ACCOUNT, LARGEST_DEPOSIT, RETRO_GENERATION]
     params += [False, ACCOUNT, DOMAIN_LIVE, True, ACCOUNT, DOMAIN_LATE, RETRO_GENERATION]
     with connection.cursor() as cur:
         cur.execute(sql, params)

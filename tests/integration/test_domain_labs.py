@@ -321,6 +321,18 @@ def test_automatic_snapshots_follow_the_interval_and_the_write_model_loads_from_
     assert (view.snapshot_version, view.events_replayed) == (6, 1)  # "snapshot v6 + 1 operation replayed"
 
 
+def test_a_domain_stream_keeps_only_its_newest_snapshots():
+    from lab.store.domains import SNAPSHOTS_KEPT
+
+    sandbox = lab("document", snapshot_interval=1)
+    for version in range(SNAPSHOTS_KEPT + 5):
+        assert send(sandbox, kind="insert", tab="A", base_version=str(version), position="0", text="x").ok
+    kept = list(Snapshot.objects.filter(sandbox_id=sandbox.pk).order_by("-version").values_list("version", flat=True))
+    assert kept == list(range(SNAPSHOTS_KEPT + 5, 5, -1))
+    travel = labs.time_travel_domain(sandbox, version=3)  # before every kept snapshot: folded from the start
+    assert travel.snapshot_version is None and travel.events_replayed == 3 and travel.state.text == "xxx"
+
+
 def test_restart_is_for_the_order_book_only():
     with pytest.raises(ValueError, match="order book"):
         labs.restart_exchange(lab("ledger"))
