@@ -18,6 +18,7 @@ from lab.limits import check_command_id, parse_lag
 
 FIELD_MAX = 200  # characters of any one field: more than any domain rule allows (a document insert is 50)
 VERSION_MAX = 10**9
+ACCOUNT_MAX = 20  # lab.engine.domains.ledger: an account's name is at most 20 characters
 _CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?")
 
 
@@ -85,3 +86,10 @@ def time_travel(data: Mapping[str, str], now: dt.datetime) -> tuple[int | None, 
     if moment > now:
         moment -= dt.timedelta(days=1)
     return None, moment
+
+
+def asked_account(data: Mapping[str, str]) -> dict[str, str]:
+    """The ledger account a time-travel question names ("the balance of alice at 09:12"), if any. Only shown back
+    (escaped) and looked up in a dict, so any short text will do; a longer one is ignored."""
+    account = data.get("account", "").strip()
+    return {"account": account} if 0 < len(account) <= ACCOUNT_MAX else {}

@@ -51,6 +51,16 @@ class DomainPanel:
         return hashlib.sha256(repr(self.view).encode()).hexdigest()[:16]
 
     @property
+    def balance_then(self) -> tuple[str, Any] | None:
+        """The ledger's time-travel question "what was the balance of A then?": (A, its balance in the balances
+        read model as of that version, or None if A was not open yet). None when no account was asked about."""
+        account = self.values.get("account", "")
+        if self.time_travel is None or not account:
+            return None
+        balances = self.time_travel.read_models.get("balances")
+        return account, getattr(balances, "amounts", {}).get(account)
+
+    @property
     def due_ms(self) -> int | None:
         """Milliseconds until the oldest event in flight is due for the read models (its time plus the lag), so the
         page asks again then rather than on a blind beat; None when nothing is in flight."""

@@ -168,6 +168,7 @@ def page(request: HtmxHttpRequest, domain: str) -> HttpResponse:
             return HttpResponse(render_page(request, panel), status=400)
         if sandbox is not None:
             panel.time_travel = domain_labs.time_travel_domain(sandbox, version=version, at=at)
+            panel.values.update(domain_forms.asked_account(request.GET))
     return HttpResponse(render_page(request, panel))
 
 
@@ -195,7 +196,7 @@ def time_travel(request: HtmxHttpRequest, domain: str) -> HttpResponse:
     except DomainInputError as exc:
         panel = _panel(request, domain, sandbox, slot=slot, message={"ok": False, "text": str(exc)})
         return _answer(request, panel, 400)
-    panel = _panel(request, domain, sandbox, slot=slot)
+    panel = _panel(request, domain, sandbox, slot=slot, values=domain_forms.asked_account(request.GET))
     if sandbox is not None:
         panel.time_travel = domain_labs.time_travel_domain(sandbox, version=version, at=at)
     if request.htmx:

@@ -99,10 +99,12 @@
   // ---- a refresh never swaps a part the learner is typing in ------------------------------------------------
   // Except the forms in the answer to the learner's own command: they come back with the next names to pick (or,
   // refused, with what was typed), and the focus goes back to the same field.
+  // Only while the learner is still at that form (or nowhere): one who has moved on to type in another keeps it.
   var answeringTheLearner = false;
   document.addEventListener("htmx:beforeSwap", function (evt) {
-    var config = evt.detail.requestConfig;
-    answeringTheLearner = !!(config && config.elt && config.elt !== root());
+    var config = evt.detail.requestConfig, active = document.activeElement;
+    var sender = config && config.elt !== root() ? config.elt : null;
+    answeringTheLearner = !!sender && (!active || active === document.body || sender.contains(active));
   });
   document.addEventListener("htmx:oobBeforeSwap", function (evt) {
     var target = evt.detail.target, active = document.activeElement;

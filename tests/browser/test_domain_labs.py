@@ -54,6 +54,12 @@ def test_the_ledger_card_opens_its_lab_and_a_deposit_appends_then_projects(page:
     lab.get_by_test_id("cmd-deposit").click()
     caught_up(lab, 2)
     expect(lab.get_by_test_id("ledger-total")).to_have_text("100.00", timeout=SLOW)
+    # Time travel answers "what was the balance of alice at <the deposit's time>?" from the log alone.
+    deposited_at = lab.locator('[data-testid="event-row"][data-seq="2"] time').inner_text()
+    lab.get_by_test_id("time-travel-at").fill(deposited_at)
+    lab.get_by_test_id("time-travel-account").fill("alice")
+    lab.get_by_test_id("time-travel-account").press("Enter")
+    expect(lab.get_by_test_id("balance-then")).to_contain_text(f"alice had 100.00 at {deposited_at}", timeout=SLOW)
     # An overdraw is refused whole, beside the form that sent it, and nothing is appended.
     lab.get_by_test_id("open-account").fill("bob")
     lab.get_by_test_id("cmd-open").click()
@@ -89,19 +95,20 @@ def test_the_document_card_opens_its_lab_and_an_insert_appends_then_projects(pag
     assert_axe_clean(axe)
 
 
-def place(lab: Locator, side: str, quantity: str, price: str) -> None:
+def place(lab: Locator, side: str, quantity: str, price: str, version: int) -> None:
+    """Place an order and wait for its own answer (the stream at `version`), so the next one starts after it."""
     lab.get_by_test_id(f"side-{side}").check()
     lab.get_by_test_id("order-quantity").fill(quantity)
     lab.get_by_test_id("order-price").fill(price)
     lab.get_by_test_id("cmd-place").click()
-    expect(lab.get_by_test_id("command-result")).to_contain_text("✓", timeout=SLOW)
+    expect(lab.get_by_test_id("command-result")).to_contain_text(f"→ v={version}", timeout=SLOW)
 
 
 def test_restarting_the_exchange_rebuilds_the_same_book_by_replay(page: Page, live_url, axe):
     lab = open_from_card(page, live_url, "orderbook")
-    place(lab, "sell", "10", "101")
-    place(lab, "buy", "5", "99")
-    place(lab, "buy", "4", "102")  # trades 4 at 101, the resting order's price
+    place(lab, "sell", "10", "101", 2)  # OrderPlaced, OrderRested
+    place(lab, "buy", "5", "99", 4)
+    place(lab, "buy", "4", "102", 6)  # OrderPlaced, TradeExecuted: 4 at 101, the resting order's price
     caught_up(lab, 6)
     expect(lab.get_by_test_id("last-price")).to_have_text("101", timeout=SLOW)
     book = lab.get_by_test_id("order-book")
@@ -119,7 +126,7 @@ def test_restarting_the_exchange_rebuilds_the_same_book_by_replay(page: Page, li
     # With a snapshot, the restart starts from it and replays only what came after.
     lab.get_by_test_id("take-snapshot").click()
     expect(lab.get_by_test_id("snapshot-result")).to_contain_text("✓", timeout=SLOW)
-    place(lab, "sell", "2", "103")
+    place(lab, "sell", "2", "103", 8)
     caught_up(lab, 8)
     lab.get_by_test_id("restart-exchange").click()
     expect(report).to_have_attribute("data-used-snapshot", "true", timeout=SLOW)

@@ -152,8 +152,14 @@ def test_time_travel_by_version_and_by_time_of_day(client):
     assert at_two.status_code == 200 and "As of v=2" in at_two.content.decode()
     assert "40.00" in at_two.content.decode()
     recorded = StoredEvent.objects.order_by("position").last().recorded_at
-    later = client.get(f"/lab/ledger/time-travel/?at={recorded:%H:%M:%S}", **HX).content.decode()
+    later = client.get(f"/lab/ledger/time-travel/?at={recorded:%H:%M:%S}&account=alice", **HX).content.decode()
     assert "As of v=" in later
+    assert text_of(later, "balance-then").startswith("alice had 42.00 at ")  # "the balance of alice at 09:12"
+    before = client.get("/lab/ledger/time-travel/?version=0&account=alice", **HX).content.decode()
+    assert text_of(before, "balance-then") == "alice had no account yet (v=0)."
+    nojs = client.get("/lab/ledger/?version=2&account=alice").content.decode()
+    said = text_of(nojs, "balance-then")  # the moment of v=2's event is said too
+    assert said.startswith("alice had 40.00 at ") and said.endswith(" UTC (v=2).")
 
 
 def test_another_visitors_sandbox_is_not_reachable(client):
