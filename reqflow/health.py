@@ -60,8 +60,8 @@ async def _outcome(name: str, check: Callable[[], Awaitable[None]]) -> str:
     except TimeoutError:
         log.warning("healthz: %s did not answer within %.1f s", name, CHECK_TIMEOUT_S)
         return f"no answer within {CHECK_TIMEOUT_S:g} s"
-    except Exception as exc:
-        log.warning("healthz: %s failed: %s", name, exc)
+    except Exception as exc:  # one line: libpq's messages run over several
+        log.warning("healthz: %s failed: %s", name, " ".join(str(exc).split()) or type(exc).__name__)
         return f"error: {type(exc).__name__}"
     return "ok"
 
@@ -78,4 +78,5 @@ async def healthz(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"status": "ok", "checks": checks})
     response = JsonResponse({"status": "unavailable", "failed": failed, "checks": checks}, status=503)
     response["Retry-After"] = str(RETRY_AFTER_S)
+    response._has_been_logged = True  # type: ignore[attr-defined]  # the line above says it; Django need not again
     return response

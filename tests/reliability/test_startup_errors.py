@@ -113,3 +113,18 @@ def test_one_event_logs_one_line_under_daphne(tmp_path: Path):
     finally:
         site.stop()
     assert sum("database unavailable: answering 503" in line for line in log.splitlines()) == 1, log
+
+
+def test_an_unhealthy_healthz_logs_one_line_per_check(tmp_path: Path):
+    url, port = closed_postgres()
+    site = Site(tmp_path / "site.log", DATABASE_URL=url, EMBEDDED_PROJECTOR="0")
+    try:
+        answer = Learner(site.base).get("/healthz")
+        time.sleep(0.3)
+        log = site.log()
+    finally:
+        site.stop()
+    assert answer.status == 503 and "database" in answer.body
+    lines = [line for line in log.splitlines() if "healthz" in line and '"GET /healthz"' not in line]
+    assert len(lines) == 1 and f"port {port} failed" in lines[0], log
+    assert "Service Unavailable" not in log, log
