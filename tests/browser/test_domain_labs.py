@@ -70,6 +70,11 @@ def test_the_ledger_card_opens_its_lab_and_a_deposit_appends_then_projects(page:
     lab.get_by_test_id("cmd-transfer").click()
     expect(lab.get_by_test_id("command-result")).to_contain_text("✗", timeout=SLOW)
     expect(lab.get_by_test_id("write-version")).to_have_text("3")
+    # The auditor, added after the fact, folds the whole log and reconciles every account to zero.
+    lab.get_by_test_id("add-auditor").click()
+    expect(lab.get_by_test_id("late-result")).to_contain_text("✓", timeout=SLOW)
+    expect(lab.get_by_test_id("auditor")).to_contain_text("✓ Reconciled", timeout=SLOW)
+    expect(lab.get_by_test_id("auditor")).to_contain_text("sums to 0.00")
     assert_axe_clean(axe)
 
 
