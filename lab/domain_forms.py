@@ -68,7 +68,8 @@ def paused(data: Mapping[str, str]) -> bool:
 
 def time_travel(data: Mapping[str, str], now: dt.datetime) -> tuple[int | None, dt.datetime | None]:
     """(version, moment) to travel to: `version` (a whole number) or `at` (HH:MM or HH:MM:SS, UTC: the latest such
-    moment not after `now`, so "09:12" is this morning's 09:12, or yesterday's before then); both empty: the head."""
+    minute or second that has begun, so "09:12" is this morning's 09:12, or yesterday's before then); both empty:
+    the head."""
     version, at = data.get("version", "").strip(), data.get("at", "").strip()
     if version and at:
         raise DomainInputError("Travel to a version or to a time, not both.", "at")
@@ -82,10 +83,13 @@ def time_travel(data: Mapping[str, str], now: dt.datetime) -> tuple[int | None, 
     if match is None:
         raise DomainInputError("Give a time of day as HH:MM or HH:MM:SS (UTC), e.g. 09:12.", "at")
     hour, minute, second = (int(part or 0) for part in match.groups())
-    moment = now.astimezone(dt.UTC).replace(hour=hour, minute=minute, second=second, microsecond=999_999)
-    if moment > now:
-        moment -= dt.timedelta(days=1)
-    return None, moment
+    # "09:12" is the whole minute the log shows as 09:12:xx, "09:12:30" that whole second: the moment is its end,
+    # or now while it is still going on; a time of day still ahead today means yesterday's.
+    start = now.astimezone(dt.UTC).replace(hour=hour, minute=minute, second=second, microsecond=0)
+    if start > now:
+        start -= dt.timedelta(days=1)
+    length = dt.timedelta(seconds=1) if match.group(3) else dt.timedelta(minutes=1)
+    return None, min(start + length - dt.timedelta(microseconds=1), now)
 
 
 def asked_account(data: Mapping[str, str]) -> dict[str, str]:

@@ -110,10 +110,14 @@ def _restart_dict(panel: DomainPanel) -> dict[str, Any]:
 
 def _refused(request: HtmxHttpRequest, domain: str, slot: str, exc: DomainInputError) -> HttpResponse:
     """A 400 beside the control, the input kept; nothing reached a sandbox (none is created)."""
-    values = {k: v[: domain_forms.FIELD_MAX] for k, v in request.POST.items() if k != "csrfmiddlewaretoken"}
     message = {"ok": False, "text": str(exc), "field": exc.field}
-    panel = _panel(request, domain, _find(request, domain), slot=slot, message=message, values=values)
+    panel = _panel(request, domain, _find(request, domain), slot=slot, message=message, values=_typed(request))
     return _answer(request, panel, 400)
+
+
+def _typed(request: HtmxHttpRequest) -> dict[str, str]:
+    """What the learner sent, to fill the forms again after a refusal (shown escaped; cut to the fields' cap)."""
+    return {k: v[: domain_forms.FIELD_MAX] for k, v in request.POST.items() if k != "csrfmiddlewaretoken"}
 
 
 def _no_room(request: HtmxHttpRequest, domain: str, slot: str, exc: SandboxLimitReached) -> HttpResponse:
@@ -142,7 +146,8 @@ def _control(
         "events": [{"seq": e.seq, "event_type": e.event_type, "summary": e.summary} for e in outcome.events],
         "note": note(outcome) if note else "",
     }
-    return _answer(request, _panel(request, domain, sandbox, slot=slot, message=message), status)
+    values = {} if outcome.ok else _typed(request)  # refused: the form comes back as the learner filled it
+    return _answer(request, _panel(request, domain, sandbox, slot=slot, message=message, values=values), status)
 
 
 # --- Pages and reads ------------------------------------------------------------------------------------------

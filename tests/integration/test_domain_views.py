@@ -100,6 +100,8 @@ def test_an_overdraw_is_refused_by_the_rule_and_nothing_is_appended(client):
     response = send(client, "ledger", kind="transfer", account="alice", to_account="bob", amount="5")
     assert response.status_code == 200  # a valid command the domain's rule refuses: the answer says why
     assert "✗" in text_of(response.content.decode(), "command-result")
+    html = response.content.decode()
+    assert re.search(r'id="dlab-transfer-amount"[^>]*value="5"', html)  # the form comes back as it was filled
     assert events_of("ledger") == 2
 
 
