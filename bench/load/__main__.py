@@ -82,7 +82,16 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "loadavg_before": [round(x, 2) for x in os.getloadavg()],
+        "commit": commit(),
     }
+
+
+def commit() -> str:
+    """The code measured: HEAD, marked when the working tree has changes (the site runs from the tree)."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                           text=True)  # fmt: skip
+    return head.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
 
 
 def drive(site: servers.Site, workdir: Path, name: str, learners: int, rates: list[float], seconds: float,
