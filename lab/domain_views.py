@@ -117,7 +117,7 @@ def _refused(request: HtmxHttpRequest, domain: str, slot: str, exc: DomainInputE
 
 def _typed(request: HtmxHttpRequest) -> dict[str, str]:
     """What the learner sent, to fill the forms again after a refusal (shown escaped; cut to the fields' cap)."""
-    return {k: v[: domain_forms.FIELD_MAX] for k, v in request.POST.items() if k != "csrfmiddlewaretoken"}
+    return {k: str(v)[: domain_forms.FIELD_MAX] for k, v in request.POST.items() if k != "csrfmiddlewaretoken"}
 
 
 def _no_room(request: HtmxHttpRequest, domain: str, slot: str, exc: SandboxLimitReached) -> HttpResponse:
