@@ -32,6 +32,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from lab import domain_state_cache as state_cache
 from lab import store
 from lab.engine.domains import DOMAINS, codec
 from lab.engine.domains.spec import Domain, ReadModel
@@ -208,28 +209,36 @@ def _fold_one(model: ReadModel, state: Any, event: Any, version: int) -> Any:
 
 
 def stored_states(
-    sandbox_id: uuid.UUID, models: Mapping[str, ReadModel], expect_version: int | None = None
+    sandbox_id: uuid.UUID, models: Mapping[str, ReadModel], expect_version: int | None = None, *, fresh: bool = False
 ) -> dict[str, Any]:
     """The stored state of each read model (its initial state when it has no row yet). With `expect_version`,
-    inside a batch: a row at another version means another writer got in between (Abort)."""
-    rows = dict(
-        DomainReadModel.objects.filter(sandbox_id=sandbox_id, name__in=list(models)).values_list("name", "state")
-    )
-    states = {}
+    inside a batch: a row at another version means another writer got in between (Abort). A row unchanged since
+    this process last decoded or wrote it comes from lab.domain_state_cache instead of being decoded again, unless
+    `fresh` (a rebuild compares with exactly what is stored)."""
+    rows = DomainReadModel.objects.filter(sandbox_id=sandbox_id, name__in=list(models))
+    stamps = {name: (version, at) for name, version, at in rows.values_list("name", "version", "updated_at")}
+    found = {name: None if fresh else state_cache.get(sandbox_id, name, *stamp) for name, stamp in stamps.items()}
+    missing = [name for name, state in found.items() if state is None]
+    for name, data in rows.filter(name__in=missing).values_list("name", "state") if missing else ():
+        found[name] = codec.from_dict(models[name].state_type, py_json(data))
+        state_cache.put(sandbox_id, name, *stamps[name], found[name])
+    states: dict[str, Any] = {}
     for name, model in models.items():
-        state = codec.from_dict(model.state_type, py_json(rows[name])) if name in rows else model.initial()
-        if expect_version is not None and state.version != expect_version:
+        state = found.get(name)
+        states[name] = model.initial() if state is None else state
+        if expect_version is not None and states[name].version != expect_version:
             raise Abort
-        states[name] = state
     return states
 
 
 def write_states(sandbox_id: uuid.UUID, models: Mapping[str, ReadModel], states: Mapping[str, Any]) -> None:
     for name in models:
         state = states[name]
-        DomainReadModel.objects.update_or_create(
+        row, _ = DomainReadModel.objects.update_or_create(
             sandbox_id=sandbox_id, name=name, defaults={"state": codec.to_dict(state), "version": state.version}
         )
+        # Cached as written; if this transaction rolls back, the row keeps its old stamp and the entry is unused.
+        state_cache.put(sandbox_id, name, state.version, row.updated_at, state)
 
 
 def _stall(sandbox_id: uuid.UUID, projection: str, out: Outcome) -> None:
@@ -269,7 +278,7 @@ def rebuild_live(sandbox_id: uuid.UUID, domain: Domain) -> Rebuilt:
         try_sandbox_lock(sandbox_id)
         sandbox_row(sandbox_id, lock=True)
         position, version = store_checkpoint(sandbox_id, DOMAIN_LIVE)
-        before = stored_states(sandbox_id, models)
+        before = stored_states(sandbox_id, models, fresh=True)
         _, skipped = dead_letters(sandbox_id, DOMAIN_LIVE)
         rows = store.events_for_projection(sandbox_id, 0, settings.LAB_MAX_EVENTS_PER_SANDBOX + 1)
         states = {name: model.initial() for name, model in models.items()}

@@ -3,6 +3,7 @@ document log, each in a sandbox of its own, through the service layer lab.domain
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 import uuid
@@ -495,6 +496,33 @@ def test_a_rebuild_keeps_the_lag_the_events_in_flight_stay_in_flight():
     send(sandbox, kind="open", account="carol")
     assert labs.rebuild_domain_read_models(sandbox).version == 3
     assert labs.domain_lab_view(sandbox, "ledger").read_version == 3
+
+
+def test_a_cached_read_model_is_used_only_while_its_row_is_unchanged():
+    from django.db import transaction
+
+    from lab import domain_state_cache
+    from lab.domain_projections import live_names, stored_states, write_states
+
+    sandbox = lab("ledger")
+    open_ledger(sandbox)
+    drain([sandbox.pk])
+    spec = DOMAINS["ledger"]
+    models = {name: spec.read_models[name] for name in live_names(spec)}
+    good = stored_states(sandbox.pk, models)
+    # Another worker's write moves the row's stamp: this process decodes the row again instead of its cached copy.
+    other = {**good, "balances": dataclasses.replace(good["balances"], amounts={"external": Decimal(0)})}
+    DomainReadModel.objects.filter(sandbox_id=sandbox.pk, name="balances").update(
+        state={"version": 3, "amounts": {"external": "0.00"}}, updated_at=timezone.now()
+    )
+    assert stored_states(sandbox.pk, models)["balances"] == other["balances"]
+    # A batch that rolls back leaves its state in the cache, but the row keeps its stamp: the cache is not used.
+    with pytest.raises(RuntimeError), transaction.atomic():
+        write_states(sandbox.pk, models, good)
+        raise RuntimeError("rolled back")
+    assert stored_states(sandbox.pk, models)["balances"] == other["balances"]
+    domain_state_cache.clear()
+    assert stored_states(sandbox.pk, models, fresh=True)["journal"] == good["journal"]
 
 
 # --- a poison event -------------------------------------------------------------------------------------------
