@@ -2,7 +2,7 @@
 
 lab.sockets counts the sockets of this process. Scaled out, each daphne process kept its own count, so a session
 could hold the cap on each of them (twice the cap with two web processes). With a Redis channel layer the count
-lives in Redis as well, on the layer's own connection: one sorted set per session and per address (members are
+lives in Redis as well, through a client of our own: one sorted set per session and per address (members are
 channel names, scores the time each socket opened, so the oldest goes first), and for each socket a key that
 expires unless the socket's heartbeat renews it. A web process that dies without closing its sockets leaves
 members whose key expired: the next socket counted there drops them. The embedded mode (one process, the
@@ -18,6 +18,9 @@ import asyncio
 import logging
 import time
 from typing import Any
+
+import redis
+from django.conf import settings
 
 from lab.sockets import REGISTRY, Eviction, caps_for
 
@@ -90,10 +93,26 @@ def _quiet_warning(what: str) -> None:
         log.warning("the shared socket count is unavailable (%s); each process counts its own sockets", what)
 
 
+_client: Any = None
+
+
 def _redis(layer: Any) -> Any:
-    """The Redis connection of a Redis channel layer (per event loop, closed with it); None for any other layer."""
-    connection = getattr(layer, "connection", None)
-    return connection(0) if callable(connection) else None
+    """A Redis client of our own when the channel layer is Redis (the scaled-out mode); None for any other layer.
+    Synchronous, on a thread: the channel layer's own asyncio connection (its pool also serves its blocking
+    receive) changed when the other sockets' hints were delivered, and a client per event loop would outlive the
+    loops a test run opens and closes."""
+    global _client
+    if not callable(getattr(layer, "connection", None)) or not settings.REDIS_URL:
+        return None
+    if _client is None:
+        _client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=SHARED_TIMEOUT_S, socket_connect_timeout=SHARED_TIMEOUT_S
+        )
+    return _client
+
+
+async def _eval(client: Any, *args: Any) -> Any:
+    return await asyncio.wait_for(asyncio.to_thread(client.eval, *args), SHARED_TIMEOUT_S + 0.5)
 
 
 def set_key(per: str, value: str) -> str:
@@ -110,14 +129,14 @@ def alive_key(channel_name: str) -> str:
 async def add(layer: Any, channel_name: str, caps: list[tuple[str, str, int]]) -> list[Eviction] | None:
     """Count a socket in Redis under each (per, value, limit) with a value; returns the sockets, of any process, it
     pushes out past a cap (already uncounted). None when there is no shared count (not Redis, or Redis failed)."""
-    redis = _redis(layer)
+    client = _redis(layer)
     counted = [(per, value, limit) for per, value, limit in caps if value]
-    if redis is None or not counted:
+    if client is None or not counted:
         return None
     keys = [set_key(per, value) for per, value, _ in counted]
     argv = [channel_name, time.time(), ALIVE_TTL_S, ALIVE_PREFIX, *(limit for _, _, limit in counted)]
     try:
-        evicted = await asyncio.wait_for(redis.eval(_ADD, len(keys), *keys, *argv), SHARED_TIMEOUT_S)
+        evicted = await _eval(client, _ADD, len(keys), *keys, *argv)
     except Exception as exc:
         _quiet_warning(type(exc).__name__)
         return None
@@ -130,34 +149,34 @@ async def add(layer: Any, channel_name: str, caps: list[tuple[str, str, int]]) -
 
 
 async def remove(layer: Any, channel_name: str) -> None:
-    redis = _redis(layer)
-    if redis is None:
+    client = _redis(layer)
+    if client is None:
         return
     try:
-        await asyncio.wait_for(redis.eval(_REMOVE, 0, alive_key(channel_name), channel_name), SHARED_TIMEOUT_S)
+        await _eval(client, _REMOVE, 0, alive_key(channel_name), channel_name)
     except Exception as exc:  # its key expires by itself
         _quiet_warning(type(exc).__name__)
 
 
 async def heartbeat(layer: Any, channel_name: str) -> None:
     """Renew the socket's key until cancelled (at disconnect). Runs as a task per open socket in Redis mode."""
-    redis = _redis(layer)
-    if redis is None:
+    client = _redis(layer)
+    if client is None:
         return
     while True:
         await asyncio.sleep(HEARTBEAT_S)
         try:
-            await asyncio.wait_for(redis.eval(_RENEW, 0, alive_key(channel_name), ALIVE_TTL_S), SHARED_TIMEOUT_S)
+            await _eval(client, _RENEW, 0, alive_key(channel_name), ALIVE_TTL_S)
         except Exception as exc:
             _quiet_warning(type(exc).__name__)
 
 
 async def count(layer: Any, *, per: str, value: str) -> int | None:
     """How many sockets Redis counts under a session or address (for tests and the probe); None without Redis."""
-    redis = _redis(layer)
-    if redis is None:
+    client = _redis(layer)
+    if client is None:
         return None
-    return int(await asyncio.wait_for(redis.zcard(set_key(per, value)), SHARED_TIMEOUT_S))
+    return int(await asyncio.wait_for(asyncio.to_thread(client.zcard, set_key(per, value)), SHARED_TIMEOUT_S))
 
 
 async def count_open(layer: Any, channel_name: str, *, session: str, address: str) -> list[Eviction]:
