@@ -117,7 +117,8 @@ def nginx_config(prefix: Path, port: int, web_ports: list[int], static_root: Pat
     # As root, nginx's workers switch user (nobody by default): make it the owner of the static files, so they can
     # read them wherever they are.
     user = f"user {pwd.getpwuid(static_root.stat().st_uid).pw_name};" if os.geteuid() == 0 else ""
-    servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;" for p in web_ports)
+    # max_fails=0: nginx never takes a web process out of rotation (docs/deploy.md, "Upstream failures").
+    servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=0;" for p in web_ports)
     values = {
         "user": user,
         "prefix": str(prefix),

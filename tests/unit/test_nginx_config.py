@@ -39,3 +39,19 @@ def test_websockets_pass_the_upgrade_and_the_client_cannot_choose_its_forwarded_
 def test_a_missing_value_is_an_error_not_a_literal_placeholder():
     with pytest.raises(ValueError, match=r"\{\{ port \}\}"):
         cluster.render("listen {{ port }};", {})
+
+
+def test_one_failed_or_slow_answer_never_takes_a_web_process_out_of_rotation(rendered):
+    # max_fails=1 fail_timeout=5s turned one error per process into 5 s of "no live upstreams" (issue 12).
+    servers = re.findall(r"^\s*server 127\.0\.0\.1:\d+(.*);$", rendered, re.MULTILINE)
+    assert servers == [" max_fails=0", " max_fails=0"]
+    assert "fail_timeout" not in rendered
+
+
+def test_a_request_moves_to_the_next_process_only_on_an_error_and_a_post_never_twice(rendered):
+    retries = re.findall(r"^\s*proxy_next_upstream (.*);$", rendered, re.MULTILINE)
+    assert retries == ["error"]  # not timeout (a slow answer), not http_500 (the application's answer)
+    assert not re.search(
+        r"^[^#]*non_idempotent", rendered, re.MULTILINE
+    )  # nginx then never passes a POST it already sent to the next server
+    assert re.findall(r"^\s*proxy_next_upstream_tries (\d+);$", rendered, re.MULTILINE) == ["2"]
