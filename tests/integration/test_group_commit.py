@@ -305,3 +305,24 @@ async def test_http_commands_that_arrive_during_a_commit_share_the_next_one():
     assert (after.commits - before.commits, after.jobs - before.jobs) == (2, THREADS + 1)
     assert after.largest >= THREADS
     assert await StoredEvent.objects.acount() == THREADS * 2
+
+
+def test_past_the_queue_bound_a_write_is_refused_at_once_as_a_busy_database(monkeypatch):
+    """The queue is bounded: past MAX_QUEUED waiting jobs a caller is refused at once, with the error the site
+    answers 503 + Retry-After for (a locked database), instead of waiting without limit."""
+    from reqflow.dbfailure import LOCKED, classify
+
+    monkeypatch.setattr(group_commit, "MAX_QUEUED", 1)
+    sandbox = Sandbox.objects.create()
+    gate, results = Gate(), {}
+    threads = [submit_in_thread(gate, results, "gate")]
+    assert gate.entered.wait(10)
+    threads.append(submit_in_thread(one_deposit(sandbox, 0, "queued"), results, "queued", savepoint=False))
+    wait_queued(1)
+    with pytest.raises(group_commit.GroupCommitBusy) as refused:
+        commands.send_command(sandbox, "deposit", "5", "refused")
+    assert classify(refused.value) is LOCKED
+    gate.release.set()
+    for t in threads:
+        t.join(30)
+    assert [e.command_id for e in store.event_store.read_stream(sandbox.stream_id)] == ["queued"]
