@@ -130,10 +130,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Channels -------------------------------------------------------------------------------------
 REDIS_URL = env_url("REDIS_URL", schemes=("redis", "rediss", "unix"))
 REDIS_CONNECT_TIMEOUT_S = 5.0
+REDIS_POOL_SIZE = env_int("REDIS_POOL_SIZE", 100, minimum=4)
+REDIS_POOL_WAIT_S = 2.0
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels_redis' layer with a pool that waits briefly when full instead of raising (reqflow.channel_layer).
+            "BACKEND": "reqflow.channel_layer.WaitingRedisChannelLayer",
             # No socket timeout (redis-py 8 sets 5 s by default), for two reasons measured here:
             # - channels_redis waits for messages with a 5 s BZPOPMIN: every idle receive raced a 5 s read timeout
             #   and raised TimeoutError (an idle page's socket closed with 1011, the projector's listener logged);
@@ -150,6 +153,10 @@ if REDIS_URL:
                         "socket_timeout": None,
                         "socket_connect_timeout": REDIS_CONNECT_TIMEOUT_S,
                         "socket_keepalive": True,
+                        # Per web process and event loop: sockets opening and closing, hints, the blocking receive.
+                        # Redis' maxclients (10,000) is far above processes x this.
+                        "max_connections": REDIS_POOL_SIZE,
+                        "timeout": REDIS_POOL_WAIT_S,  # a full pool waits this long for a connection, then fails
                     }
                 ],
                 "capacity": 200,
