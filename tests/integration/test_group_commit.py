@@ -18,9 +18,11 @@ from django.db import connection
 
 from lab import commands, store
 from lab.engine import decider
+from lab.engine.snapshots import state_from_dict
 from lab.engine.store import ConcurrencyError, Metadata, NewEvent
 from lab.models import CommandRecord, Sandbox, StoredEvent
 from lab.store import group_commit
+from lab.store.values import py_json
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -132,6 +134,12 @@ def test_sixteen_threads_of_commands_each_atomic_answered_after_commit_and_batch
         for e in stream:
             balance += store.domain_event(e).amount * (1 if e.event_type == "Deposited" else -1)
             assert balance >= 0, f"{sandbox.stream_id} went below zero at v={e.version}"
+        # Snapshots taken inside shared commits are the write model at their version, nothing of a rolled-back one.
+        snapshots = store.snapshots_of(sandbox, limit=None)
+        assert snapshots, "no snapshot was due in this run"
+        for snap in snapshots:
+            folded = decider.fold(store.domain_event(e) for e in stream[: snap.version])
+            assert state_from_dict(py_json(snap.state)) == folded, f"snapshot v={snap.version} of {sandbox.stream_id}"
     # Each command id's first outcome is kept once; a conflict alone is never kept (the same id may try again).
     records = set(CommandRecord.objects.values_list("sandbox__id", "command_id"))
     streams = {s.stream_id: s.pk for s in sandboxes}
