@@ -57,12 +57,15 @@ class FaultProxy:
         self.port = 0
         self.connections_total = 0
         self._links: set[Link] = set()
+        self._connecting: set[asyncio.StreamWriter] = set()  # accepted, still connecting to the target
+        self._refusing = False
         self._trigger: Trigger | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="faultproxy", daemon=True)
         self._thread.start()
         self._flowing = self._call(self._make_event())
-        self._server: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._call(self._listen())
 
     # --- The test's side ------------------------------------------------------------------------------------
@@ -84,13 +87,15 @@ class FaultProxy:
 
     def refuse(self) -> None:
         """Stop listening and reset every open connection: the service is down, a connect is refused."""
+        self._refusing = True  # a connection the loop accepted but has not handled yet is reset too
         self._call(self._stop_listening())
         self.cut()
 
     def restore(self) -> None:
         """Listen again on the same port, forwarding (the service is back)."""
+        self._refusing = False
         self.resume()
-        if self._server is None:
+        if self._listener is None:
             self._call(self._listen())
 
     def cut_on(self, pattern: bytes, *, deliver: bool = False) -> threading.Event:
@@ -104,6 +109,7 @@ class FaultProxy:
     def close(self) -> None:
         if self._loop.is_closed():
             return
+        self._refusing = True
         self._call(self._stop_listening())
         self.cut()
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -126,21 +132,58 @@ class FaultProxy:
         event.set()
         return event
 
+    # The listener is a plain socket with a reader callback, not asyncio.start_server: a connection that
+    # asyncio.Server had accepted but not yet handed over when it closed was neither served nor reset (its socket
+    # leaked, and the client waited). Here every accept() and the close happen on the loop's thread, in order: what
+    # was accepted is handled (or reset, when refusing), what was still queued the kernel resets at close.
+
     async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port, reuse_address=True)
-        self.port = self._server.sockets[0].getsockname()[1]
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(128)
+        listener.setblocking(False)
+        self.port = listener.getsockname()[1]
+        self._listener = listener
+        self._loop.add_reader(listener.fileno(), self._accept_ready)
+
+    def _accept_ready(self) -> None:
+        while self._listener is not None:
+            try:
+                conn, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            if self._refusing:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()
+                continue
+            task = self._loop.create_task(self._serve(conn))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, conn: socket.socket) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(sock=conn)
+        except OSError:
+            conn.close()
+            return
+        await self._accept(reader, writer)
 
     async def _stop_listening(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        if self._listener is not None:
+            self._accept_ready()  # take what is queued, so it is handled or reset by us
+            self._loop.remove_reader(self._listener.fileno())
+            self._listener.close()
+            self._listener = None
 
     async def _cut_all(self) -> int:
-        links = list(self._links)
+        links, connecting = list(self._links), list(self._connecting)
         for link in links:
             self._drop(link)
-        return len(links)
+        for client in connecting:  # a client whose connect returned before its link was made is cut too
+            _reset(client)
+        self._connecting.clear()
+        return len(links) + len(connecting)
 
     def _drop(self, link: Link) -> None:
         _reset(link.client)
@@ -149,11 +192,20 @@ class FaultProxy:
 
     async def _accept(self, client_reader: asyncio.StreamReader, client: asyncio.StreamWriter) -> None:
         self.connections_total += 1
+        if self._refusing:
+            _reset(client)
+            return
+        self._connecting.add(client)
         try:
             server_reader, server = await asyncio.open_connection(*self.target)
         except OSError:
+            self._connecting.discard(client)
             _reset(client)  # the target is down: the client sees its connection reset, as a proxy would show it
             return
+        if client not in self._connecting:  # cut (or refused) while connecting to the target
+            _reset(server)
+            return
+        self._connecting.discard(client)
         link = Link(client, server)
         self._links.add(link)
         await asyncio.gather(
