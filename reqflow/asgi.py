@@ -30,6 +30,7 @@ from lab.projector import start_embedded_projector  # noqa: E402
 from lab.routing import websocket_urlpatterns  # noqa: E402
 from reqflow.bodycap import BodyCap, cap_daphne_bodies  # noqa: E402
 from reqflow.deadlines import install_deadlines  # noqa: E402
+from reqflow.handshake import DatabaseSafeHandshake  # noqa: E402
 from reqflow.origins import SameOriginValidator  # noqa: E402
 
 # daphne stores a whole request body before it calls the application: cap it there too (reqflow.bodycap).
@@ -68,7 +69,11 @@ application = StartProjectorOnFirstScope(
     ProtocolTypeRouter(
         {
             "http": BodyCap(django_asgi_app),
-            "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+            # A database failure while the session, the user or the sandbox is read closes the socket with a code
+            # the page understands, not a traceback (reqflow.handshake).
+            "websocket": SameOriginValidator(
+                DatabaseSafeHandshake(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+            ),
         }
     )
 )
