@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy import services
+from deploy import budget, services
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = Path(__file__).resolve().parent / "nginx.conf.template"
@@ -204,7 +204,8 @@ def prepare(env: dict[str, str]) -> None:
 def plan(args: argparse.Namespace, env: dict[str, str], logs: Path, prefix: Path) -> list[Child]:
     bindir = Path(sys.executable).parent
     web_ports = [args.port + 1 + i for i in range(args.web)]
-    web_env = env | {"EMBEDDED_PROJECTOR": "0"}
+    # Each web process's threads, and so its PostgreSQL connections, are bounded (deploy/budget.py).
+    web_env = env | {"EMBEDDED_PROJECTOR": "0", "ASGI_THREADS": asgi_threads(env)}
     children = []
     for i, port in enumerate(web_ports, 1):
         argv = [str(bindir / "daphne"), "-b", "127.0.0.1", "-p", str(port), "--proxy-headers"]
@@ -219,6 +220,10 @@ def plan(args: argparse.Namespace, env: dict[str, str], logs: Path, prefix: Path
     argv = [nginx_binary(), "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log"), "-g", "daemon off;"]
     children.append(Child("nginx", "proxy", argv, logs / "nginx.log", env, args.port))
     return children
+
+
+def asgi_threads(env: dict[str, str]) -> str:
+    return env.get("ASGI_THREADS", "").strip() or str(budget.DEFAULT_THREADS)
 
 
 def stop_all(children: list[Child], started: list[services.Service]) -> None:
@@ -339,6 +344,7 @@ def start(
     started_out += [layer] if layer.process else []
     env = dict(os.environ) | {"DATABASE_URL": db.url, "REDIS_URL": layer.url, "PYTHONUNBUFFERED": "1"}
     static_root = Path(env.setdefault("STATIC_ROOT", str(ROOT / "staticfiles"))).resolve()
+    say(budget.report(db.url, args.web, args.workers, int(asgi_threads(env))))
     prepare(env)
     static_root.mkdir(parents=True, exist_ok=True)
     children = plan(args, env, logs, prefix)

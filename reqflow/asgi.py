@@ -32,6 +32,7 @@ from reqflow.bodycap import BodyCap, cap_daphne_bodies  # noqa: E402
 from reqflow.deadlines import install_deadlines  # noqa: E402
 from reqflow.handshake import DatabaseSafeHandshake  # noqa: E402
 from reqflow.origins import SameOriginValidator  # noqa: E402
+from reqflow.request_threads import RequestThreads  # noqa: E402
 
 # daphne stores a whole request body before it calls the application: cap it there too (reqflow.bodycap).
 cap_daphne_bodies(settings.REQUEST_BODY_MAX_BYTES)
@@ -68,7 +69,8 @@ start_projector_when_serving()
 application = StartProjectorOnFirstScope(
     ProtocolTypeRouter(
         {
-            "http": BodyCap(django_asgi_app),
+            # At most ASGI_THREADS threads (and database connections) for the requests' sync work.
+            "http": BodyCap(RequestThreads(django_asgi_app, settings.ASGI_THREADS)),
             # A database failure while the session, the user or the sandbox is read closes the socket with a code
             # the page understands, not a traceback (reqflow.handshake).
             "websocket": SameOriginValidator(

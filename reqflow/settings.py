@@ -127,6 +127,11 @@ IS_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Threads for Django's sync work per web process (reqflow.request_threads), each with at most one database
+# connection; daphne reads the same variable for its own pool. docs/deploy.md, "The connection budget", adds up a
+# cluster's connections from it.
+ASGI_THREADS = env_int("ASGI_THREADS", 8, minimum=1, maximum=256)
+
 # --- Channels -------------------------------------------------------------------------------------
 REDIS_URL = env_url("REDIS_URL", schemes=("redis", "rediss", "unix"))
 REDIS_CONNECT_TIMEOUT_S = 5.0

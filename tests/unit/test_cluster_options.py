@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deploy import cluster
+from django.conf import settings
+
+from deploy import budget, cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,3 +34,21 @@ def test_the_systemd_web_unit_gives_daphne_the_same_options():
     unit = (ROOT / "deploy" / "systemd" / "reqflow-web@.service").read_text().replace("\\\n", " ")
     exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
     assert " ".join(cluster.DAPHNE_OPTIONS) in " ".join(exec_start.split())
+
+
+def test_each_web_process_gets_a_bounded_thread_pool(tmp_path):
+    args = argparse.Namespace(port=8000, web=2, workers=1)
+    for env, threads in (({}, str(budget.DEFAULT_THREADS)), ({"ASGI_THREADS": "5"}, "5")):
+        webs = [child for child in cluster.plan(args, env, tmp_path, tmp_path) if child.role == "web"]
+        assert [child.env["ASGI_THREADS"] for child in webs] == [threads, threads]
+
+
+def test_the_systemd_web_unit_bounds_its_threads_too():
+    unit = (ROOT / "deploy" / "systemd" / "reqflow-web@.service").read_text()
+    assert f"Environment=ASGI_THREADS={budget.DEFAULT_THREADS}" in unit.splitlines()
+    assert settings.ASGI_THREADS == budget.DEFAULT_THREADS  # the default, as reqflow/settings.py reads it
+
+
+def test_the_default_cluster_fits_the_connections_a_default_postgresql_allows():
+    # make cluster's 2 web processes and 2 workers, against max_connections 100 minus 3 reserved for superusers.
+    assert budget.connections(web=2, workers=2, threads=budget.DEFAULT_THREADS) == 45 <= 97
