@@ -117,7 +117,7 @@ def nginx_config(prefix: Path, port: int, web_ports: list[int], static_root: Pat
     # As root, nginx's workers switch user (nobody by default): make it the owner of the static files, so they can
     # read them wherever they are.
     user = f"user {pwd.getpwuid(static_root.stat().st_uid).pw_name};" if os.geteuid() == 0 else ""
-    # max_fails=0: nginx never takes a web process out of rotation (docs/deploy.md, "Upstream failures").
+    # max_fails=0: one failed answer never takes a web process out of rotation (deploy/nginx.conf.template).
     servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=0;" for p in web_ports)
     values = {
         "user": user,
