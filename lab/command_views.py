@@ -1,8 +1,8 @@
 """The command endpoint (deposit, withdraw): an async view, so concurrent commands can share a commit.
 
-Under daphne every sync view of a process runs on one thread (sync_to_async, thread_sensitive). A sync command
-view would hold that thread through its commit, so no two commands could ever be in flight together and the
-group commit (lab.store.group_commit) would have nothing to group. Here only the quick parts run on that thread:
+A request's sync work runs on one of a process's few request threads (ASGI_THREADS, reqflow/request_threads.py).
+A sync command view would hold its thread through the commit: at most that many commands could share one
+(lab.store.group_commit), and no other request could run meanwhile. Here only the quick parts run on a thread:
 reading the form and the session's sandbox (creating the first one), then rendering the answer; the wait for the
 commit happens on the event loop (`commands.asend_command`), where the other requests' commands join the batch.
 
