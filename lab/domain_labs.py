@@ -104,6 +104,37 @@ def domain_sandbox_for_command(session_key: str, domain: str, client_address: st
     return sandbox
 
 
+# A domain sandbox is found by the session's key, which Django replaces at sign-in (against session fixation). The
+# session's data survives that, so it lists the sandboxes the session made, and sign-in moves them to the new key:
+# a learner who signs in keeps their ledger, order book and document.
+SESSION_DOMAIN_SANDBOXES = "lab_domain_sandboxes"
+
+
+def remember_domain_sandbox(session: Any, domain: str, sandbox: Sandbox) -> None:
+    """Note in the session's (server-side) data that `sandbox` is this session's lab of `domain`."""
+    known = session.get(SESSION_DOMAIN_SANDBOXES)
+    known = dict(known) if isinstance(known, dict) else {}
+    if known.get(domain) != str(sandbox.pk):
+        known[domain] = str(sandbox.pk)
+        session[SESSION_DOMAIN_SANDBOXES] = known
+
+
+def domain_sandboxes_follow_session(session: Any) -> int:
+    """At sign-in, after the session got its new key: the domain sandboxes its data lists move to that key. Only
+    those (never an id from the request), and only live domain sandboxes. Returns how many moved."""
+    key = session.session_key
+    known = session.get(SESSION_DOMAIN_SANDBOXES)
+    if not key or not isinstance(known, dict):
+        return 0
+    moved = 0
+    for domain, sandbox_id in known.items():
+        if domain not in DOMAINS:
+            continue
+        rows = Sandbox.objects.filter(pk=str(sandbox_id), domain=domain, retired_at__isnull=True)
+        moved += rows.exclude(session_key=key).update(session_key=key)
+    return moved
+
+
 def send_domain_command(sandbox: Sandbox, domain: str, fields: Mapping[str, str], command_id: str) -> DomainOutcome:
     """Parse the form fields into the domain's command, decide, append, snapshot if due; one transaction under
     the sandbox's append lock. Idempotent by command_id (the first outcome again, nothing appended). Bad input is

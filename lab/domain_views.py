@@ -62,7 +62,9 @@ def _for_command(request: HtmxHttpRequest, domain: str) -> Sandbox:
     if not request.session.session_key:
         request.session.save()
     key = request.session.session_key or ""
-    return domain_labs.domain_sandbox_for_command(key, domain, request.META.get("REMOTE_ADDR"))
+    sandbox = domain_labs.domain_sandbox_for_command(key, domain, request.META.get("REMOTE_ADDR"))
+    domain_labs.remember_domain_sandbox(request.session, domain, sandbox)  # so it survives sign-in's new key
+    return sandbox
 
 
 def _panel(request: HtmxHttpRequest, domain: str, sandbox: Sandbox | None, **extra: Any) -> DomainPanel:

@@ -11,6 +11,7 @@ from django.contrib.auth.signals import user_logged_in
 from django.dispatch import receiver
 from django.http import HttpRequest
 
+from lab.domain_labs import domain_sandboxes_follow_session
 from lab.missions import carry_to_account
 from lab.sandboxes import adopt_session_sandbox, current_sandbox
 
@@ -31,3 +32,4 @@ def sandbox_follows_account(sender: Any, request: HttpRequest | None, user: Any,
     # gives the account's sandbox back, so a lab survives sign-out and sign-in on any browser.
     if request is not None and hasattr(request, "session"):
         adopt_session_sandbox(request, user)
+        domain_sandboxes_follow_session(request.session)  # the domain labs are keyed by the (new) session key
