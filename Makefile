@@ -58,8 +58,9 @@ run: $(VENV)/.installed
 cluster: $(VENV)/.installed /usr/sbin/nginx
 	$(PY) -m deploy.cluster --port $(PORT)
 
-# The bench and load smoke tests import the peers and Locust, so the suite installs bench/requirements.txt too.
-test: $(VENV)/.bench-installed /usr/bin/chromium node_modules/.installed
+# The bench and load smoke tests import the peers and Locust, so the suite installs bench/requirements.txt too;
+# nginx before the SQLite pass, whose nginx tests (test_nginx_upstreams) must never be skipped.
+test: $(VENV)/.bench-installed /usr/bin/chromium /usr/sbin/nginx node_modules/.installed
 	$(MAKE) --no-print-directory lint
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run

@@ -40,7 +40,7 @@ async def test_a_burst_of_requests_runs_on_at_most_asgi_threads_threads():
     assert len(seen) <= settings.ASGI_THREADS
 
 
-@pytest.mark.skipif(not settings.IS_POSTGRES, reason="PostgreSQL's max_connections")
+@pytest.mark.postgres  # only PostgreSQL has max_connections: make test-postgres runs it, the SQLite pass deselects it
 def test_the_budget_line_compares_a_cluster_with_the_real_servers_limit():
     db = connection.settings_dict  # the test database: DATABASE_URL's own is not created by the tests
     url = f"postgresql://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
