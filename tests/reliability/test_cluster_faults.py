@@ -156,6 +156,8 @@ def test_P5_postgres_restarted_backoff_503s_then_catch_up_exactly_once(running, 
         first_ok = until(lambda: _deposits(learner), 15, "a command after the restart", step=0.5)
         until_versions(ws, 4, timeout=20)  # the workers are back and pushed it
     caught_up = time.monotonic() - up
+    # The push comes after the checkpoint's commit, but the watch reads only every 0.1 s: let it see the 4 too.
+    until(lambda: bool(watch.seen) and watch.seen[-1] >= 4, 5, "the checkpoint watch reading v=4")
     seen = watch.stop()
     assert seen == sorted(seen), f"the checkpoint moved back: {seen}"
     assert seen[-1] == 4 and applied_counts(postgres.url, session) == [1] * 4
