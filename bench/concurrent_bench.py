@@ -22,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -71,40 +70,8 @@ def _raw_rate(path: pathlib.Path, events: int) -> float:
         raw.close()
 
 
-def _writers_rate(append_one, sandboxes, per_writer: int) -> float:  # type: ignore[no-untyped-def]
-    """Events per second for one thread per sandbox, each appending `per_writer` events to its own, together."""
-    from django.db import connection
-
-    start = threading.Barrier(len(sandboxes) + 1)
-    errors: list[BaseException] = []
-
-    def writer(sandbox) -> None:  # type: ignore[no-untyped-def]
-        try:
-            connection.ensure_connection()  # connecting is not what we measure
-            start.wait()
-            for version in range(per_writer):
-                append_one(sandbox, version)
-        except BaseException as exc:
-            errors.append(exc)
-            start.abort()
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=writer, args=(s,)) for s in sandboxes]
-    for t in threads:
-        t.start()
-    start.wait()
-    began = time.perf_counter()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - began
-    if errors:
-        raise errors[0]
-    return len(sandboxes) * per_writer / elapsed
-
-
 def _measure(events: int) -> dict[str, float]:
-    from bench_db import setup_django
+    from bench_db import setup_django, writers_rate
 
     setup_django()
     from django.db import connection
@@ -131,13 +98,13 @@ def _measure(events: int) -> dict[str, float]:
     for _ in range(RUNS):  # alternating, so a slow moment of the machine hits each
         rates["raw"].append(_raw_rate(raw_path, events))
         before = group_commit.stats()
-        rates["ours"].append(_writers_rate(append_one, [Sandbox.objects.create() for _ in range(WRITERS)], per_writer))
+        rates["ours"].append(writers_rate(append_one, [Sandbox.objects.create() for _ in range(WRITERS)], per_writer))
         after = group_commit.stats()
         commits, jobs = commits + after.commits - before.commits, jobs + after.jobs - before.jobs
-        rates["solo"].append(_writers_rate(solo_one, [Sandbox.objects.create() for _ in range(WRITERS)], per_writer))
+        rates["solo"].append(writers_rate(solo_one, [Sandbox.objects.create() for _ in range(WRITERS)], per_writer))
         # One writer alone pays the hand-over to the writer thread and shares nothing: its cost, measured.
-        rates["one"].append(_writers_rate(append_one, [Sandbox.objects.create()], min(events, 500)))
-        rates["one_solo"].append(_writers_rate(solo_one, [Sandbox.objects.create()], min(events, 500)))
+        rates["one"].append(writers_rate(append_one, [Sandbox.objects.create()], min(events, 500)))
+        rates["one_solo"].append(writers_rate(solo_one, [Sandbox.objects.create()], min(events, 500)))
     ours, raw = statistics.median(rates["ours"]), statistics.median(rates["raw"])
     return {
         "append_concurrent16_events_per_s": round(ours, 1),

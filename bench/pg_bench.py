@@ -25,8 +25,6 @@ import pathlib
 import statistics
 import subprocess
 import sys
-import threading
-import time
 import urllib.parse
 
 import psycopg
@@ -95,43 +93,12 @@ def _run_on(url: str) -> dict[str, float]:
         _admin(url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
-def _writers(append_one, sandboxes) -> float:  # type: ignore[no-untyped-def]
-    """Events per second for one thread per sandbox, each appending APPENDS events to its own, started together."""
-    from django.db import connection
-
-    start = threading.Barrier(len(sandboxes) + 1)
-    errors: list[BaseException] = []
-
-    def writer(sandbox) -> None:  # type: ignore[no-untyped-def]
-        try:
-            connection.ensure_connection()  # connecting is not what we measure
-            start.wait()
-            for version in range(APPENDS):
-                append_one(sandbox, version)
-        except BaseException as exc:
-            errors.append(exc)
-            start.abort()
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=writer, args=(s,)) for s in sandboxes]
-    for t in threads:
-        t.start()
-    start.wait()
-    began = time.perf_counter()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - began
-    if errors:
-        raise errors[0]
-    return len(sandboxes) * APPENDS / elapsed
-
-
 def _measure() -> dict[str, float]:
     sys.path.insert(0, str(ROOT))
     import django
 
     django.setup()
+    from bench_db import writers_rate  # bench/ is the child's script folder, so first on its path
     from django.core.management import call_command
     from django.db import connection, transaction
     from django.utils import timezone
@@ -169,7 +136,7 @@ def _measure() -> dict[str, float]:
         for label, append_one, writers in (("ours", ours, WRITERS), ("table_lock", table_lock, WRITERS),
                                            ("one_writer", ours, 1)):  # fmt: skip
             sandboxes = [Sandbox.objects.create() for _ in range(writers)]
-            rates[label].append(_writers(append_one, sandboxes))
+            rates[label].append(writers_rate(append_one, sandboxes, APPENDS))
         rates["peer"].append(concurrent_appends(peer, WRITERS, APPENDS))
     ours_rate, baseline = statistics.median(rates["ours"]), statistics.median(rates["table_lock"])
     return {
