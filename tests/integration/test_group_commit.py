@@ -23,30 +23,11 @@ from lab.engine.store import ConcurrencyError, Metadata, NewEvent
 from lab.models import CommandRecord, Sandbox, StoredEvent
 from lab.store import group_commit
 from lab.store.values import py_json
+from tests.integration.test_concurrency import run_threads
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 THREADS, COMMANDS = 16, 24
-
-
-def run_threads(target, count: int) -> None:
-    errors: list[BaseException] = []
-
-    def wrapped(i: int) -> None:
-        try:
-            target(i)
-        except BaseException as exc:  # surfaced below, so a dying thread fails the test
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=wrapped, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=240)
-    assert not any(t.is_alive() for t in threads), "a command thread hung"
-    assert errors == []
 
 
 def committed_elsewhere(sql: str, params: list) -> list[tuple]:
