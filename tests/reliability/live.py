@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,13 +62,13 @@ def count_events(path: Path) -> int:
 class Site:
     """`daphne reqflow.asgi:application` on a free port, its stderr in a file."""
 
-    def __init__(self, log_path: Path, **env: str) -> None:
-        self.port = free_port()
+    def __init__(self, log_path: Path, *, port: int | None = None, options: Sequence[str] = (), **env: str) -> None:
+        self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log = open(log_path, "wb")  # closed in stop()
         self.process = subprocess.Popen(
-            [str(DAPHNE), "-b", "127.0.0.1", "-p", str(self.port), "reqflow.asgi:application"],
+            [str(DAPHNE), "-b", "127.0.0.1", "-p", str(self.port), *options, "reqflow.asgi:application"],
             cwd=ROOT, env=site_env(**env), stdout=self._log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         deadline = time.monotonic() + 30
