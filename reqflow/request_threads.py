@@ -8,8 +8,9 @@ connections as it had requests in flight. Under `make load`, the web processes r
 enters a ThreadSensitiveContext whose executor is one pool of ASGI_THREADS threads for the whole process (Django's
 own context, inside it, then reuses it): sync work past that many waits for a thread, and async waits (a
 read-your-writes query, a group commit) hold none. A request's sync steps may run on different threads of the pool;
-nothing spans them (no transaction does: ATOMIC_REQUESTS is off, CONN_MAX_AGE is 0). daphne sizes its own default
-pool (/healthz's query, static files) from the same variable. docs/deploy.md, "The connection budget", adds it up.
+nothing spans them (no transaction does: ATOMIC_REQUESTS is off, and a SQLite connection a thread keeps between
+requests holds none). daphne sizes its own default pool (/healthz's query, static files) from the same variable.
+docs/deploy.md, "The connection budget", adds it up.
 """
 
 from __future__ import annotations

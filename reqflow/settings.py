@@ -123,6 +123,11 @@ else:
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory: browser tests serve from a separate daphne process that must share it.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / os.environ.get("REQFLOW_TEST_DB", ".test_db.sqlite3"))}
+    # Each thread keeps its SQLite connection. Opening one (the file, the WAL and synchronous pragmas, the ~30 SQL
+    # functions Django registers) cost more than most requests' queries: under `make load` a sixth of the web
+    # process's CPU went to opening and closing connections. A file has no server-side session to budget, unlike
+    # PostgreSQL, which connects per request (CONN_MAX_AGE 0: docs/deploy.md, "The connection budget").
+    DATABASES["default"]["CONN_MAX_AGE"] = None
 IS_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
