@@ -19,10 +19,12 @@ from django.conf import settings
 from django.http import HttpRequest, QueryDict
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.safestring import SafeString
 
 from lab import facts, forms, missions, predictions, queries, share, timeline
+from lab.log_rows import row_html
 from lab.models import Sandbox
-from lab.panel_text import event_amount, event_json, fold_text
+from lab.panel_text import fold_text
 from lab.sandboxes import UNDO_WINDOW_S, sandbox_to_show, undo_offer
 from lab.tools import TOOLS
 from lab.types import EventPage, LabState, MissionProgress, QueryAnswer, ReplayFrame, TimeTravelView
@@ -300,18 +302,10 @@ class Panel:
         return min(self.max_version, self.replay_version + 1)
 
     @cached_property
-    def log_rows(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "event": e,
-                "json": event_json(e),
-                "raw_json": json.dumps(e.raw_payload, default=str),
-                "upcast_json": json.dumps(e.upcast_payload, default=str),
-                "upcast_schema": self.state.deposit_schema_version if e.event_type == "Deposited" else e.schema_version,
-                "amount": event_amount(e),
-            }
-            for e in self.log.events
-        ]
+    def log_rows(self) -> list[SafeString]:
+        """The log page's rows as HTML, each rendered once per process (lab.log_rows)."""
+        shown, schema = self.upcast_shown, self.state.deposit_schema_version
+        return [row_html(e, upcast_shown=shown, deposit_schema=schema) for e in self.log.events]
 
     @cached_property
     def history(self) -> list[Any]:
