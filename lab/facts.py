@@ -64,7 +64,7 @@ def note_time_travel(sandbox: Any, requested: int | None) -> None:
 
 
 def fact_rows(sandbox_id: Any) -> QuerySet[SandboxFact, tuple[str, int, str, dt.datetime]]:
-    """(name, value, detail, at) of each fact of the sandbox, not yet run (lab.missions reads them in a UNION)."""
+    """(name, value, detail, at) of each fact of the sandbox, not yet run."""
     return SandboxFact.objects.filter(sandbox_id=sandbox_id).values_list("name", "value", "detail", "at")
 
 

@@ -16,14 +16,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db import connection
 from django.utils import timezone
 
 from lab import facts, store
-from lab.models import BALANCE, LARGEST_DEPOSIT, RETRO_GENERATION, Checkpoint, DeadLetter, MissionDone, Sandbox
+from lab.models import (
+    BALANCE,
+    LARGEST_DEPOSIT,
+    RETRO_GENERATION,
+    Checkpoint,
+    DeadLetter,
+    MissionDone,
+    Sandbox,
+    SandboxFact,
+)
 from lab.sandboxes import is_blank
 from lab.scenarios import catalog
 from lab.store import EventTally
+from lab.store.values import db_uuid, py_time, py_uuid
 from lab.tools import CORE_TOOLS
 from lab.types import MissionProgress, MissionView
 
@@ -155,24 +165,37 @@ def mission_progress(sandbox: Sandbox) -> MissionProgress:
     return MissionProgress(views, current, focus, frozenset(revealed), scenario.id if scenario is not None else "")
 
 
-SITUATION_FIELDS = (
-    "lag_ms", "deposit_schema_version", "retro_model_enabled", "live_generation", "rebuilding_generation",
-    "projector_crashed_until", "read_version", "retro_version", "skipped_letter", "user_id", "session_key",
-)  # fmt: skip
+# The sandbox row with its two checkpoints and whether it skipped a dead letter, in SQL of its own: a push reads it
+# after every command, and building the ORM's subqueries cost several times running them.
+SITUATION_SQL = f"""
+    SELECT s.lag_ms, s.deposit_schema_version, s.retro_model_enabled, s.live_generation, s.rebuilding_generation,
+           s.projector_crashed_until, s.user_id, s.session_key,
+           (SELECT c.version FROM {Checkpoint._meta.db_table} c
+             WHERE c.sandbox_id = s.id AND c.projection = %s AND c.generation = s.live_generation),
+           (SELECT c.version FROM {Checkpoint._meta.db_table} c
+             WHERE c.sandbox_id = s.id AND c.projection = %s AND c.generation = %s),
+           EXISTS (SELECT 1 FROM {DeadLetter._meta.db_table} d WHERE d.sandbox_id = s.id AND d.skipped_at IS NOT NULL)
+      FROM {Sandbox._meta.db_table} s WHERE s.id = %s"""  # noqa: S608  (table names only; values are parameters)
+
+
+def _situation_row(sandbox_id: Any) -> dict[str, Any]:
+    with connection.cursor() as cur:
+        cur.execute(SITUATION_SQL, [BALANCE, LARGEST_DEPOSIT, RETRO_GENERATION, db_uuid(py_uuid(sandbox_id))])
+        found = cur.fetchone()
+    if found is None:
+        raise Sandbox.DoesNotExist(f"no sandbox {sandbox_id}")
+    lag, schema, retro, live, rebuilding, crashed, user_id, session_key, read, retro_read, skipped = found
+    return {
+        "lag_ms": int(lag), "deposit_schema_version": int(schema), "retro_model_enabled": bool(retro),
+        "live_generation": int(live), "rebuilding_generation": rebuilding,
+        "projector_crashed_until": py_time(crashed) if crashed is not None else None,
+        "user_id": user_id, "session_key": session_key or "",
+        "read_version": read, "retro_version": retro_read, "skipped_letter": bool(skipped),
+    }  # fmt: skip
 
 
 def _situation(sandbox: Sandbox) -> tuple[Situation, set[str]]:
-    checkpoint = Checkpoint.objects.filter(sandbox_id=OuterRef("pk")).values("version")
-    row = (
-        Sandbox.objects.filter(pk=sandbox.pk)
-        .annotate(
-            read_version=Subquery(checkpoint.filter(projection=BALANCE, generation=OuterRef("live_generation"))[:1]),
-            retro_version=Subquery(checkpoint.filter(projection=LARGEST_DEPOSIT, generation=RETRO_GENERATION)[:1]),
-            skipped_letter=Exists(DeadLetter.objects.filter(sandbox_id=OuterRef("pk"), skipped_at__isnull=False)),
-        )
-        .values(*SITUATION_FIELDS)
-        .get()
-    )
+    row = _situation_row(sandbox.pk)
     known, met = _facts_and_missions_met(sandbox.pk, row["user_id"], row["session_key"])
     situation = Situation(
         tally=store.event_tally(sandbox.pk),
@@ -217,33 +240,41 @@ def _blank_situation(sandbox: Sandbox) -> tuple[Situation, set[str]]:
     return situation, met
 
 
-def _owner(user_id: Any, session_key: str) -> Q | None:
-    """Whose missions met count here: the account's (and those its sandbox's browser session met before signing
-    in), or a visitor's browser session's."""
-    visitor = Q(user__isnull=True, session_key=session_key) if session_key else None
+def _owner_sql(user_id: Any, session_key: str) -> tuple[str, list[Any]] | None:
+    """Whose missions met count here, as a WHERE clause: the account's (and those its sandbox's browser session met
+    before signing in), or a visitor's browser session's."""
+    visitor = ("(m.user_id IS NULL AND m.session_key = %s)", [session_key]) if session_key else None
     if user_id is None:
         return visitor
-    return Q(user_id=user_id) | visitor if visitor is not None else Q(user_id=user_id)
+    account = ("m.user_id = %s", [user_id])
+    if visitor is None:
+        return account
+    return f"({account[0]} OR {visitor[0]})", [*account[1], *visitor[1]]
+
+
+FACTS = SandboxFact._meta.db_table
+MET = MissionDone._meta.db_table
 
 
 def _facts_and_missions_met(sandbox_id: Any, user_id: Any, session_key: str) -> tuple[dict[str, facts.Fact], set[str]]:
-    """The sandbox's facts and the missions its owner met before, in one query (a UNION)."""
-    rows: QuerySet[Any, Any] = facts.fact_rows(sandbox_id)
-    owner = _owner(user_id, session_key)
+    """The sandbox's facts and the missions its owner met before, in one query (a UNION), in SQL of its own as
+    _situation's is."""
+    sql = f"SELECT f.name, f.value, f.detail, f.at FROM {FACTS} f WHERE f.sandbox_id = %s"  # noqa: S608
+    params: list[Any] = [db_uuid(py_uuid(sandbox_id))]
+    owner = _owner_sql(user_id, session_key)
     if owner is not None:
-        met = (
-            MissionDone.objects.filter(owner)
-            .annotate(n=Value(DONE_MARK), v=Value(0, output_field=IntegerField()), d=F("mission"), a=F("done_at"))
-            .values_list("n", "v", "d", "a")
-        )
-        rows = rows.union(met, all=True)
+        sql += f" UNION ALL SELECT '{DONE_MARK}', 0, m.mission, m.done_at FROM {MET} m WHERE {owner[0]}"  # noqa: S608
+        params += owner[1]
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        rows = cur.fetchall()
     known: dict[str, facts.Fact] = {}
     missions: set[str] = set()
     for name, value, detail, at in rows:
         if name == DONE_MARK:
             missions.add(detail)
         else:
-            known[name] = facts.Fact(value, detail, at)
+            known[name] = facts.Fact(int(value), detail, py_time(at))
     return known, missions
 
 
