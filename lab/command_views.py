@@ -46,7 +46,9 @@ async def command(request: HtmxHttpRequest) -> HttpResponse:
         return await sync_to_async(_answer)(request, sandbox, outcome)
     finally:
         # A first sandbox this request created is told to the visitor's open pages, even when the command failed.
-        await sync_to_async(sandboxes.announce_created)(request)
+        # Checked here first: most commands created nothing, and a trip to a request thread for nothing costs them.
+        if sandboxes.created_now(request):
+            await sync_to_async(sandboxes.announce_created)(request)
 
 
 def _take(request: HtmxHttpRequest) -> tuple[Sandbox, dict[str, Any]] | HttpResponse:
