@@ -175,7 +175,7 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "reqflow.memory_channel_layer.SweepingInMemoryChannelLayer"}}
 
 # Start the projector inside the web process (the embedded default). Scaled out, run
 # `manage.py run_projector` workers instead and set this to 0 on the web processes.
