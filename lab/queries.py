@@ -20,13 +20,11 @@ from django.conf import settings
 from django.db.models import Subquery
 from django.utils import timezone
 
-from lab import facts, live, modes, rebuild, store, timeline
+from lab import facts, live, modes, read_rows, rebuild, store, timeline
 from lab.models import (
     BALANCE,
     RETRO_GENERATION,
-    BalanceView,
     Checkpoint,
-    DeadLetter,
     HistoryLine,
     LargestDepositView,
     Sandbox,
@@ -143,7 +141,7 @@ def _fresh(sandbox: Sandbox) -> Sandbox:
 
 
 def _live_generation(sandbox_id: Any) -> int:
-    return int(Sandbox.objects.filter(pk=sandbox_id).values_list("live_generation", flat=True).get())
+    return read_rows.live_generation(sandbox_id)
 
 
 def _consistent(sandbox_id: Any, read: Callable[[int], T]) -> T:
@@ -160,28 +158,12 @@ def _consistent(sandbox_id: Any, read: Callable[[int], T]) -> T:
 
 
 def _balance(sandbox_id: Any, generation: int) -> tuple[Decimal, int]:
-    row = BalanceView.objects.filter(sandbox_id=sandbox_id, generation=generation).values_list("amount", "version")
-    found = row.first()
-    return (found[0], int(found[1])) if found else (ZERO, 0)
+    return read_rows.balance(sandbox_id, generation) or (ZERO, 0)
 
 
 def read_side(sandbox: Sandbox) -> ReadSide:
     def read(generation: int) -> tuple[tuple[Decimal, int], list[HistoryLineView]]:
-        balance = _balance(sandbox.pk, generation)
-        rows = HistoryLine.objects.filter(sandbox_id=sandbox.pk, generation=generation).order_by("-position")
-        lines = [
-            HistoryLineView(
-                position=r.position,
-                version=r.version,
-                kind=r.kind,
-                amount=r.amount,
-                balance_after=r.balance_after,
-                recorded_at=r.recorded_at,
-            )
-            for r in rows[:HISTORY_LIMIT]
-        ]
-        lines.reverse()
-        return balance, lines
+        return _balance(sandbox.pk, generation), read_rows.history(sandbox.pk, generation, HISTORY_LIMIT)
 
     (amount, version), history = _consistent(sandbox.pk, read)
     written = write_version(sandbox)  # after the read model, so `behind` is never negative
@@ -295,12 +277,7 @@ async def _wait_for_push(layer: Any, channel: str | None, wanted: int, remaining
 def dead_letters(sandbox: Sandbox) -> tuple[list[DeadLetterView], list[DeadLetterView]]:
     """(open dead letters, the balance model's first; skipped events, one per position, oldest first).
     One query, plus one for the events' versions and types when there are any letters at all."""
-    rows = list(
-        DeadLetter.objects.filter(sandbox_id=sandbox.pk)
-        .exclude(resolved_at__isnull=False, skipped_at__isnull=True)  # retried and not failed again (yet)
-        .order_by("position", "projection")
-        .values_list("projection", "position", "error", "skipped_at")[:DEAD_LETTER_LIMIT]
-    )
+    rows = read_rows.dead_letters(sandbox.pk, DEAD_LETTER_LIMIT)
     if not rows:
         return [], []
     events = {e.position: e for e in store.event_store.read_positions(sorted({int(r[1]) for r in rows}))}
@@ -332,11 +309,7 @@ def _projector_state(sandbox: Sandbox, dead: DeadLetterView | None, crashed: boo
 
 def projector_status(sandbox: Sandbox, *, refresh: bool = True) -> ProjectorStatus:
     fresh = _fresh(sandbox) if refresh else sandbox
-    cp = (
-        Checkpoint.objects.filter(sandbox_id=fresh.pk, projection=BALANCE, generation=fresh.live_generation)
-        .values_list("position", "version")
-        .first()
-    ) or (0, 0)
+    cp = read_rows.checkpoint(fresh.pk, BALANCE, fresh.live_generation) or (0, 0)
     opened, skipped = dead_letters(fresh)
     dead = opened[0] if opened else None
     crashed = fresh.projector_crashed_until is not None and fresh.projector_crashed_until > timezone.now()

@@ -110,13 +110,15 @@ def event_tally(sandbox_id: Any) -> EventTally:
 
 
 def events_after(sandbox_id: Any, position: int, limit: int) -> list[tuple[int, int, str, dt.datetime]]:
-    """(position, version, type, recorded_at) of the sandbox's events after `position`, oldest first."""
-    rows = (
-        StoredEvent.objects.filter(sandbox_id=sandbox_id, position__gt=position)
-        .order_by("position")
-        .values_list("position", "version", "event_type", "recorded_at")[:limit]
+    """(position, version, type, recorded_at) of the sandbox's events after `position`, oldest first (the events in
+    flight, read by every push)."""
+    sql = (
+        f"SELECT position, version, event_type, recorded_at FROM {EVENTS} "
+        "WHERE sandbox_id = %s AND position > %s ORDER BY position LIMIT %s"
     )
-    return list(rows)
+    with connection.cursor() as cur:
+        cur.execute(sql, [db_uuid(py_uuid(sandbox_id)), position, limit])
+        return [(int(p), int(v), t, py_time(at)) for p, v, t, at in cur.fetchall()]
 
 
 def events_for_projection(sandbox_id: uuid.UUID, after: int, limit: int) -> list[tuple[Any, ...]]:

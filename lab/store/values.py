@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from decimal import Decimal
 from typing import Any
 
 from django.db import connection
@@ -40,3 +41,12 @@ def py_time(value: Any) -> dt.datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
     return value
+
+
+CENT = Decimal("0.01")
+
+
+def py_money(value: Any) -> Decimal:
+    """A DecimalField(decimal_places=2) as the ORM returns it: PostgreSQL gives a Decimal, SQLite a float or an int
+    (its NUMERIC affinity), which came from a two-place decimal, so its shortest repr is that decimal."""
+    return (value if isinstance(value, Decimal) else Decimal(repr(value))).quantize(CENT)
