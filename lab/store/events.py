@@ -31,7 +31,7 @@ from lab.store.values import db_json, db_time, db_uuid, py_json, py_time, py_uui
 
 EVENTS = StoredEvent._meta.db_table
 
-_COLUMNS = (
+COLUMNS = (
     "position, stream_id, version, event_type, schema_version, payload, event_id, command_id, "
     "correlation_id, causation_id, recorded_at"
 )
@@ -55,7 +55,7 @@ class DuplicateEventId(ValueError):
     """An event id that is already stored: the same event sent twice, which the store refuses."""
 
 
-def _row(row: Sequence[Any]) -> RecordedEvent:
+def recorded_row(row: Sequence[Any]) -> RecordedEvent:
     return RecordedEvent(
         position=row[0],
         stream_id=row[1],
@@ -254,7 +254,7 @@ class DjangoEventStore:
     def read_stream(
         self, stream_id: str, after_version: int = 0, up_to_version: int | None = None
     ) -> list[RecordedEvent]:
-        return [_row(r) for r in stream_rows(_COLUMNS, stream_id, after_version, up_to_version)]
+        return [recorded_row(r) for r in stream_rows(COLUMNS, stream_id, after_version, up_to_version)]
 
     def read_all_after(
         self, position: int, limit: int = 1000, sandbox_id: uuid.UUID | None = None
@@ -262,22 +262,22 @@ class DjangoEventStore:
         """Committed events above `position`, in position order. Tail by position only with `sandbox_id`: within
         one sandbox positions commit in order, but on PostgreSQL a lower position of another sandbox may still
         be in flight, and a global checkpoint would step over it for good."""
-        sql = f"SELECT {_COLUMNS} FROM {EVENTS} WHERE position > %s"
+        sql = f"SELECT {COLUMNS} FROM {EVENTS} WHERE position > %s"
         params: list[Any] = [position]
         if sandbox_id is not None:
             sql += " AND sandbox_id = %s"
             params.append(db_uuid(sandbox_id))
         with connection.cursor() as cursor:
             cursor.execute(sql + " ORDER BY position LIMIT %s", [*params, max(0, limit)])
-            return [_row(r) for r in cursor.fetchall()]
+            return [recorded_row(r) for r in cursor.fetchall()]
 
     def read_positions(self, positions: Sequence[int]) -> list[RecordedEvent]:
         if not positions:
             return []
         marks = ", ".join(["%s"] * len(positions))
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT {_COLUMNS} FROM {EVENTS} WHERE position IN ({marks}) ORDER BY position", positions)
-            return [_row(r) for r in cursor.fetchall()]
+            cursor.execute(f"SELECT {COLUMNS} FROM {EVENTS} WHERE position IN ({marks}) ORDER BY position", positions)
+            return [recorded_row(r) for r in cursor.fetchall()]
 
 
 event_store = DjangoEventStore()

@@ -83,3 +83,21 @@ def test_recorded_times_come_back_aware():
     when = dt.datetime(2026, 11, 30, 12, 0, 1, 234567, tzinfo=dt.UTC)
     event = append(sandbox, "Deposited", "1.00", recorded_at=when)
     assert store.events_after(sandbox.pk, event.position - 1, 1)[0][3] == when
+
+
+@pytest.mark.parametrize("event_type", [None, "Withdrew"])
+def test_a_log_page_equals_the_orms(event_type):
+    sandbox = new_sandbox()
+    for n in range(7):
+        append(sandbox, "Withdrew" if n % 3 == 0 else "Deposited", "3.00")
+    rows, page, pages, total = store.event_page(sandbox, 2, 2, event_type)
+    orm = StoredEvent.objects.filter(sandbox_id=sandbox.pk).order_by("-position")
+    if event_type:
+        orm = orm.filter(event_type=event_type)
+    assert (page, pages, total) == (2, -(-orm.count() // 2), orm.count())
+    fields = ("position", "stream_id", "version", "event_type", "schema_version", "payload", "event_id", "command_id",
+              "correlation_id", "causation_id", "recorded_at")  # fmt: skip
+    assert [tuple(getattr(r, f) for f in fields) for r in rows] == [
+        tuple(getattr(r, f) for f in fields) for r in orm[2:4]
+    ]
+    assert store.event_page(sandbox, 99, 2, event_type)[1] == pages  # past the end clamps to the last page
