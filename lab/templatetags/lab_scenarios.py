@@ -11,6 +11,9 @@ Each is a lab.scenarios.catalog.Scenario: `id` (post it as `scenario` to {% url 
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 from django import template
 
 from concepts import content
@@ -23,10 +26,18 @@ register = template.Library()
 
 @register.simple_tag
 def scenarios_for(concept: str, section: str) -> list[Scenario]:
+    return list(_scenarios(catalog.scenario_dir(), content.content_dir(), concept, section))
+
+
+@functools.cache
+def _scenarios(scenario_dir: Path, content_dir: Path, concept: str, section: str) -> tuple[Scenario, ...]:
+    # Both folders are read once per process, so a section's scenarios are worked out once too (a concept page
+    # asks for each section's and each card's on every view); the folders are in the key, so settings that point
+    # elsewhere (the tests') get their own.
     found = [s for s in catalog.catalog().values() if s.concept == concept and s.section == section]
     page = content.library().get(concept)
     order = claims_of(page).get(section, []) if page is not None else []
-    return sorted(found, key=lambda s: order.index(s.item) if s.item in order else len(order))
+    return tuple(sorted(found, key=lambda s: order.index(s.item) if s.item in order else len(order)))
 
 
 @register.simple_tag
