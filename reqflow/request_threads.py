@@ -16,10 +16,35 @@ docs/deploy.md, "The connection budget", adds it up.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from asgiref.sync import ThreadSensitiveContext
+from django.db import close_old_connections
+
+T = TypeVar("T")
+
+
+class ClosingPool(ThreadPoolExecutor):
+    """A pool whose threads let go of their database connection after each piece of sync work, as Django does at
+    the end of a request: on PostgreSQL (CONN_MAX_AGE 0) it closes, a SQLite file's stays (reqflow/settings.py).
+
+    Django closes connections in its request_finished handler, on whichever pool thread that lands, while the
+    view's queries may have run on another. The view thread's PostgreSQL connection then stayed open after its
+    request, and the next request that thread served reused it: when the server had meanwhile hung, that request
+    waited on the dead connection for ever instead of connecting afresh and giving up after
+    DATABASE_CONNECT_TIMEOUT_S (tests/reliability/test_hung_postgres.py caught it)."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        return super().submit(_then_let_go, fn, *args, **kwargs)
+
+
+def _then_let_go(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        close_old_connections()
 
 
 class RequestThreads:
@@ -32,7 +57,7 @@ class RequestThreads:
     def pool(self) -> ThreadPoolExecutor:
         # Made on first use, and again in a forked child (a test's live server), which inherits no threads.
         if self._pool is None or self._pid != os.getpid():
-            self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="reqflow-request")
+            self._pool = ClosingPool(max_workers=self.threads, thread_name_prefix="reqflow-request")
             self._pid = os.getpid()
         return self._pool
 

@@ -10,6 +10,7 @@ import asyncio
 import threading
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.testing import HttpCommunicator
 from django.conf import settings
 from django.core.signals import request_started
@@ -33,11 +34,39 @@ async def test_a_burst_of_requests_runs_on_at_most_asgi_threads_threads():
     try:
         burst = [HttpCommunicator(asgi.application, "GET", "/", headers=[(b"host", b"127.0.0.1")]) for _ in range(40)]
         answers = await asyncio.gather(*(c.get_response(timeout=30) for c in burst))
+        # Let each application finish: one left pending closes its request body only when collected, and the
+        # ResourceWarning then fails whichever test is running (test_paced_replay, once).
+        await asyncio.gather(*(c.wait() for c in burst))
     finally:
         request_started.disconnect(note)
     assert {answer["status"] for answer in answers} == {200}
     assert seen and all(name.startswith("reqflow-request") for name in seen), seen
     assert len(seen) <= settings.ASGI_THREADS
+
+
+@pytest.mark.postgres  # PostgreSQL connects per request; a SQLite thread keeps its file open (test_sqlite_connections)
+async def test_no_request_leaves_a_postgresql_connection_open_behind_it():
+    # Django closes a request's connections on whichever pool thread its request_finished lands, while its view may
+    # have queried on another: that connection stayed open, and the next request on its thread reused it (a hung
+    # server then held that request for ever: tests/reliability/test_hung_postgres.py).
+    def others() -> int:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+                return int(cursor.fetchone()[0])
+        finally:
+            connection.close()
+
+    before = await sync_to_async(others)()
+    for _ in range(3 * settings.ASGI_THREADS):  # one after another, each reading the database (a session cookie)
+        headers = [(b"host", b"127.0.0.1"), (b"cookie", b"sessionid=" + b"x" * 32)]
+        request = HttpCommunicator(asgi.application, "GET", "/concepts/cqrs-event-sourcing/", headers=headers)
+        answer = await request.get_response(timeout=30)
+        await request.wait()
+        assert answer["status"] == 200
+    assert await sync_to_async(others)() == before
 
 
 @pytest.mark.postgres  # only PostgreSQL has max_connections: make test-postgres runs it, the SQLite pass deselects it
