@@ -53,7 +53,8 @@ async def test_no_request_leaves_a_postgresql_connection_open_behind_it():
         try:
             with connection.cursor() as cursor:
                 cursor.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
                 return int(cursor.fetchone()[0])
         finally:
