@@ -26,26 +26,25 @@ def setup_django() -> None:
     assert (mode, sync) == ("wal", 2), f"benchmark must run at WAL + synchronous=FULL, not {mode}/{sync}"
 
 
-def writers_rate(append_one, sandboxes, per_writer: int) -> float:
-    """Events per second for one thread per sandbox, each appending `per_writer` events to its own, together."""
-    from django.db import connection
-
-    start = threading.Barrier(len(sandboxes) + 1)
+def run_together(items, prepare, work, cleanup=lambda item: None) -> float:  # type: ignore[no-untyped-def]
+    """One thread per item: each runs prepare(item) (what is not measured, e.g. connecting), all start work(item) at
+    once, and each ends with cleanup(item). Returns the seconds from the start until the last thread finished; the
+    first error any thread met is raised."""
+    start = threading.Barrier(len(items) + 1)
     errors: list[BaseException] = []
 
-    def writer(sandbox) -> None:  # type: ignore[no-untyped-def]
+    def thread(item) -> None:  # type: ignore[no-untyped-def]
         try:
-            connection.ensure_connection()  # connecting is not what we measure
+            prepare(item)
             start.wait()
-            for version in range(per_writer):
-                append_one(sandbox, version)
+            work(item)
         except BaseException as exc:
             errors.append(exc)
             start.abort()
         finally:
-            connection.close()
+            cleanup(item)
 
-    threads = [threading.Thread(target=writer, args=(s,)) for s in sandboxes]
+    threads = [threading.Thread(target=thread, args=(item,)) for item in items]
     for t in threads:
         t.start()
     start.wait()
@@ -55,4 +54,21 @@ def writers_rate(append_one, sandboxes, per_writer: int) -> float:
     elapsed = time.perf_counter() - began
     if errors:
         raise errors[0]
+    return elapsed
+
+
+def writers_rate(append_one, sandboxes, per_writer: int) -> float:
+    """Events per second for one thread per sandbox, each appending `per_writer` events to its own, together."""
+    from django.db import connection
+
+    def append_all(sandbox) -> None:  # type: ignore[no-untyped-def]
+        for version in range(per_writer):
+            append_one(sandbox, version)
+
+    elapsed = run_together(
+        sandboxes,
+        prepare=lambda sandbox: connection.ensure_connection(),  # connecting is not what we measure
+        work=append_all,
+        cleanup=lambda sandbox: connection.close(),
+    )
     return len(sandboxes) * per_writer / elapsed

@@ -13,11 +13,11 @@ The library is imported only here, and only the benchmark children import this m
 
 from __future__ import annotations
 
-import threading
 import time
 import urllib.parse
 from typing import Any
 
+from bench_db import run_together  # bench/, the children's script folder, is first on their path
 from eventsourcing.application import Application
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.domain import Aggregate, event
@@ -121,31 +121,14 @@ def sequential_appends(bank: Application[Any], n: int) -> float:
 
 def concurrent_appends(bank: Application[Any], writers: int, n: int) -> float:
     """Events per second for `writers` threads, each saving n events to an aggregate of its own, started together."""
-    accounts = [Account() for _ in range(writers)]
-    start = threading.Barrier(writers + 1)
-    errors: list[BaseException] = []
 
-    def writer(account: Account) -> None:
-        try:
-            bank.save(account)  # creating it takes a pooled connection: connecting is not what we measure
-            start.wait()
-            for _ in range(n):
-                account.deposit(**PAYLOAD)
-                bank.save(account)
-        except BaseException as exc:
-            errors.append(exc)
-            start.abort()
+    def save_all(account: Account) -> None:
+        for _ in range(n):
+            account.deposit(**PAYLOAD)
+            bank.save(account)
 
-    threads = [threading.Thread(target=writer, args=(a,)) for a in accounts]
-    for t in threads:
-        t.start()
-    start.wait()
-    began = time.perf_counter()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - began
-    if errors:
-        raise errors[0]
+    # Saving the creation event takes a pooled connection first: connecting is not what we measure.
+    elapsed = run_together([Account() for _ in range(writers)], prepare=bank.save, work=save_all)
     return writers * n / elapsed
 
 
