@@ -371,10 +371,18 @@ async def test_the_sockets_of_a_sandbox_share_one_read_and_render_per_hint(monke
     read_panel = consumers.read_panel
     _, key = await learner()
     tabs = [await connected(key) for _ in range(20)]
+    # Each tab past the rest of the state it was sent on connecting, and each push taken from all tabs at once:
+    # taken one tab after another, the last tab was read seconds after the first, and under a loaded machine a
+    # later push (the projector's) could land inside that window for some tabs only.
+    await asyncio.gather(*map(the_rest, tabs))
     sandbox = await _sandbox_of(key)
     monkeypatch.setattr(consumers, "read_panel", counted)
     await apublish(sandbox.pk, "projected", read_version=0)
-    pushes = ["".join([await tab.receive_from(timeout=5), *await the_rest(tab)]) for tab in tabs]
+
+    async def push(tab: WebsocketCommunicator) -> str:
+        return "".join([await tab.receive_from(timeout=5), *await the_rest(tab)])
+
+    pushes = await asyncio.gather(*map(push, tabs))
     assert len(set(pushes)) == 1  # the very same HTML for every tab (all the frames of its push)
     # One read for the 20 sockets (a socket whose hint arrived after the read began would make its own: the
     # in-memory layer delivers a hint to every socket before any push starts).
