@@ -14,6 +14,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from reqflow.env import env_bool, env_int, env_list, env_url, secret_key
+from reqflow.middleware_list import MiddlewareList
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 TESTING = "pytest" in sys.modules or os.environ.get("REQFLOW_TESTING") == "1"
@@ -45,24 +46,28 @@ INSTALLED_APPS = [
 
 # The header middleware first: static files (WhiteNoise answers them itself) and errors raised in any middleware
 # (a 400 for a bad Host, from CommonMiddleware) pass back through it and get the security headers too.
-MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
-    # WhiteNoise, able to run in an async chain: its own middleware is sync-only, and one sync-only middleware
-    # holds the single sync thread through every request, async views included (reqflow/static_files.py).
-    "reqflow.static_files.StaticFilesMiddleware",
-    # A view that meets a locked, read-only, full or unreachable database answers 503 (reqflow.dbfailure; the
-    # handler400/500 in reqflow/urls.py do the same for the middlewares below, the session's among them).
-    "reqflow.dbfailure.DatabaseFailureMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django_htmx.middleware.HtmxMiddleware",
-    "axes.middleware.AxesMiddleware",
-]
+# reqflow.loop_middleware: Django's own middlewares, their compute-only hooks run on the event loop under daphne
+# instead of a thread hop each; MiddlewareList lets Django's deploy checks see them as Django's.
+MIDDLEWARE = MiddlewareList(
+    [
+        "reqflow.loop_middleware.SecurityMiddleware",
+        "reqflow.loop_middleware.XFrameOptionsMiddleware",
+        "reqflow.loop_middleware.CSPMiddleware",
+        # WhiteNoise, able to run in an async chain: its own middleware is sync-only, and one sync-only middleware
+        # holds the single sync thread through every request, async views included (reqflow/static_files.py).
+        "reqflow.static_files.StaticFilesMiddleware",
+        # A view that meets a locked, read-only, full or unreachable database answers 503 (reqflow.dbfailure; the
+        # handler400/500 in reqflow/urls.py do the same for the middlewares below, the session's among them).
+        "reqflow.dbfailure.DatabaseFailureMiddleware",
+        "reqflow.loop_middleware.SessionMiddleware",
+        "reqflow.loop_middleware.CommonMiddleware",
+        "reqflow.loop_middleware.CsrfViewMiddleware",
+        "reqflow.loop_middleware.AuthenticationMiddleware",
+        "reqflow.loop_middleware.MessageMiddleware",
+        "django_htmx.middleware.HtmxMiddleware",
+        "axes.middleware.AxesMiddleware",
+    ]
+)
 
 ROOT_URLCONF = "reqflow.urls"
 ASGI_APPLICATION = "reqflow.asgi.application"

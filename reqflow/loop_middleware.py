@@ -1,0 +1,115 @@
+"""Django's middlewares whose hooks only compute, run on the event loop instead of a thread hop per hook.
+
+Under daphne Django runs the middleware chain in async mode, and a `MiddlewareMixin` middleware then sends each of
+its hooks to asgiref's one sync thread and back (`sync_to_async(thread_sensitive=True)`): a future, a wake-up of
+that thread, the context copied there and back, and the event loop woken again. That costs about 100 µs of CPU
+per hop, and with nine such middlewares a request made about fifteen hops before its view ran. Profiled under
+`make load`, those hops were a large share of daphne's main thread, the part that saturates first.
+
+Most of these hooks never wait on anything: they read headers and cookies and set headers (security, framing,
+CSP, common, CSRF), or attach a lazy object that touches the database only when a view reads it (the session,
+the user, the messages). Those run here inline, on the event loop, as the sync chain runs them inline. Hooks that
+may do I/O keep their hop: the session's and the messages' response hooks save the session to the database.
+
+If a hook inlined here ever touched the database, Django would raise SynchronousOnlyOperation (a loud 500 that
+the tests would meet), not block the event loop silently. In sync mode (the test client, WSGI) nothing changes.
+`tests/integration/test_loop_middleware.py` counts the hops per request and checks the hooks' answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from csp import middleware as csp
+from django.conf import settings
+from django.contrib.auth import middleware as auth
+from django.contrib.messages import middleware as messages
+from django.contrib.sessions import middleware as sessions
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, HttpResponseBase
+from django.middleware import clickjacking, common, csrf, security
+
+
+class OnEventLoop:
+    """For a `MiddlewareMixin` subclass: in async mode, its request hook (and its view hook) run inline on the
+    event loop, and so does its response hook unless `response_needs_thread` says this response's hook will do
+    I/O (override it where the hook may)."""
+
+    async_mode: bool
+    get_response: Any
+
+    def __init__(self, get_response: Any) -> None:
+        super().__init__(get_response)  # type: ignore[call-arg]
+        view_hook = getattr(self, "process_view", None)
+        if self.async_mode and view_hook is not None:
+            # Django's handler hops a sync process_view to the sync thread; a coroutine function it awaits as is.
+            async def process_view(request: HttpRequest, view: Any, args: Any, kwargs: Any) -> Any:
+                return view_hook(request, view, args, kwargs)
+
+            # Set on the instance, where Django's handler looks it up; setattr keeps mypy from reading it as a
+            # second definition of every subclass's process_view.
+            setattr(self, "process_view", process_view)  # noqa: B010
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        response = None
+        if hasattr(self, "process_request"):
+            response = self.process_request(request)
+        response = response or await self.get_response(request)
+        if hasattr(self, "process_response"):
+            if self.response_needs_thread(request):
+                response = await sync_to_async(self.process_response, thread_sensitive=True)(request, response)
+            else:
+                response = self.process_response(request, response)
+        return response
+
+    def response_needs_thread(self, request: HttpRequest) -> bool:
+        return False
+
+
+class SecurityMiddleware(OnEventLoop, security.SecurityMiddleware):
+    """Security headers and the HTTPS redirect: headers in, headers out."""
+
+
+class XFrameOptionsMiddleware(OnEventLoop, clickjacking.XFrameOptionsMiddleware):
+    """The X-Frame-Options header."""
+
+
+class CSPMiddleware(OnEventLoop, csp.CSPMiddleware):
+    """The Content-Security-Policy header and its nonce."""
+
+
+class SessionMiddleware(OnEventLoop, sessions.SessionMiddleware):
+    """Attaches a session that loads itself when first read (in the view, on its thread). The response hook saves
+    it (I/O, so it hops) when it was modified; otherwise it only sets or deletes the cookie and Vary."""
+
+    def response_needs_thread(self, request: HttpRequest) -> bool:
+        session = getattr(request, "session", None)
+        return session is None or session.modified or settings.SESSION_SAVE_EVERY_REQUEST
+
+
+class CommonMiddleware(OnEventLoop, common.CommonMiddleware):
+    """Host validation, the trailing-slash redirect (a URL resolve) and Content-Length."""
+
+
+class CsrfViewMiddleware(OnEventLoop, csrf.CsrfViewMiddleware):
+    """The CSRF check reads the token from the cookie and the header or the form. With the token kept in the
+    session it would read the database, so that setting is refused here rather than blocking the event loop."""
+
+    def __init__(self, get_response: Any) -> None:
+        if settings.CSRF_USE_SESSIONS:
+            raise ImproperlyConfigured("reqflow.loop_middleware.CsrfViewMiddleware needs CSRF_USE_SESSIONS = False")
+        super().__init__(get_response)
+
+
+class AuthenticationMiddleware(OnEventLoop, auth.AuthenticationMiddleware):
+    """Attaches the user lazily: the database is read only when a view (on its thread) looks at request.user."""
+
+
+class MessageMiddleware(OnEventLoop, messages.MessageMiddleware):
+    """Attaches the message storage. The response hook stores the messages only when some were added or shown,
+    and storing may read and write the session: then it hops."""
+
+    def response_needs_thread(self, request: HttpRequest) -> bool:
+        storage = getattr(request, "_messages", None)
+        return storage is None or storage.used or storage.added_new
