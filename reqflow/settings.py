@@ -83,6 +83,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            # {% url %} that reverses a fixed route once per process (reqflow/url_tag.py).
+            "builtins": ["reqflow.url_tag"],
         },
     },
 ]
