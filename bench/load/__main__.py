@@ -25,6 +25,7 @@ from typing import Any
 
 from bench.load import servers
 from bench.load.sampling import CpuSampler
+from bench.load.steps import step_seconds
 
 ROOT = servers.ROOT
 RESULTS = ROOT / "bench" / "load" / "results.json"
@@ -35,6 +36,9 @@ LAG_MS = 0  # every learner sets its sandbox's lag to 0 first: "visible" is then
 # The step mode's rates (commands/s), from --step-from up, at most STEP_MAX of them (each LOAD_STEP_DURATION seconds).
 STEP_LADDER = (2, 5, 10, 15, 20, 25, 30, 40, 50, 60, 75, 100, 125, 150, 200, 250, 300, 400)
 STEP_MAX = 12
+# A step runs until it sent this many commands, if its LOAD_STEP_DURATION would send fewer (bench.load.driver's
+# step_seconds): a p99 over fewer is the slowest command alone, and one slow command decided a 2/s step.
+STEP_MIN_COMMANDS = 100
 BASELINE_RATE = 2.0  # one learner, two commands a second: the unloaded figures of the same site in the same sitting
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/reqflow_load"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/4"
@@ -95,7 +99,8 @@ def commit() -> str:
 
 
 def drive(site: servers.Site, workdir: Path, name: str, learners: int, rates: list[float], seconds: float,
-          spawn_rate: float, *, stop_on_breach: bool = False, html: Path | None = None) -> dict[str, Any]:  # fmt: skip
+          spawn_rate: float, *, stop_on_breach: bool = False, min_commands: int = 0,
+          html: Path | None = None) -> dict[str, Any]:  # fmt: skip
     """One driver process (Locust) against `site`; its summary, outcomes included."""
     out = workdir / f"{name}.json"
     argv = [sys.executable, "-m", "bench.load.driver", "--host", site.url, "--learners", str(learners),
@@ -105,7 +110,8 @@ def drive(site: servers.Site, workdir: Path, name: str, learners: int, rates: li
             "--html", str(html or workdir / f"{name}.html")]  # fmt: skip
     if stop_on_breach:
         argv.append("--stop-on-breach")
-    budget = learners / spawn_rate + 90 + len(rates) * (seconds + 20)
+    argv += ["--min-commands", str(min_commands)]
+    budget = learners / spawn_rate + 90 + sum(step_seconds(r, seconds, min_commands) + 20 for r in rates)
     with CpuSampler(site.cpu_seconds) as sampler:
         done = subprocess.run(argv, cwd=ROOT, env=servers.clean_env(), timeout=budget, stderr=subprocess.PIPE,
                               text=True)  # fmt: skip
@@ -207,7 +213,7 @@ def step_mode(args: argparse.Namespace, site: servers.Site, workdir: Path, name:
     say(f"{name}: step mode, {learners} fresh learners at {rates} commands/s, {args.step_duration:g} s each")
     report = args.reports / f"{name}-step.html"
     driven = drive(site, workdir, f"{name}-step", learners, rates, args.step_duration, args.spawn_rate,
-                   stop_on_breach=True, html=report)  # fmt: skip
+                   stop_on_breach=True, min_commands=STEP_MIN_COMMANDS, html=report)  # fmt: skip
     checked = verify(site, workdir, f"{name}-step", driven)
     # A step holds when its own commands met the goals; the learners that could not open the lab are counted once,
     # in learners_ready and setup_errors, not against every step.

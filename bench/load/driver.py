@@ -22,6 +22,7 @@ from locust.html import get_html_report
 from locust.stats import stats_history
 
 from bench.load.locustfile import HTTP_TIMEOUT_S, PACER, RECORD, VISIBLE_TIMEOUT_S, Learner
+from bench.load.steps import step_seconds
 
 # After a step, how long the commands still in flight get to be answered and show up (or time out) before it is summed.
 SETTLE_S = HTTP_TIMEOUT_S + VISIBLE_TIMEOUT_S + 2
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         RECORD.step = i
         missed0, step_began, wall_began = PACER.missed, time.monotonic(), time.time()
         PACER.start(rate)
-        gevent.sleep(args.duration)
+        gevent.sleep(step_seconds(rate, args.duration, args.min_commands))
         PACER.stop()
         seconds = time.monotonic() - step_began
         if not wait_until(lambda: RECORD.in_flight == 0, SETTLE_S):
@@ -137,6 +138,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--spawn-rate", type=float, default=50.0, help="learners opening the lab per second")
     parser.add_argument("--rates", type=lambda s: [float(r) for r in s.split(",")], required=True)
     parser.add_argument("--duration", type=float, required=True, help="seconds per rate")
+    parser.add_argument("--min-commands", type=int, default=0, help="stretch a rate's time to send at least these")
     parser.add_argument("--lag-ms", type=int, default=0, help="the learners' projection lag (they set 0)")
     parser.add_argument("--goal-command-ms", type=float, default=100.0)
     parser.add_argument("--goal-visible-extra-ms", type=float, default=200.0)
