@@ -36,8 +36,8 @@ LAG_MS = 0  # every learner sets its sandbox's lag to 0 first: "visible" is then
 # The step mode's rates (commands/s), from --step-from up, at most STEP_MAX of them (each LOAD_STEP_DURATION seconds).
 STEP_LADDER = (2, 5, 10, 15, 20, 25, 30, 40, 50, 60, 75, 100, 125, 150, 200, 250, 300, 400)
 STEP_MAX = 12
-# A step runs until it sent this many commands, if its LOAD_STEP_DURATION would send fewer (bench.load.driver's
-# step_seconds): a p99 over fewer is the slowest command alone, and one slow command decided a 2/s step.
+# A step runs until it sent this many commands, if its LOAD_STEP_DURATION would send fewer (bench/load/steps.py):
+# a p99 over fewer is the slowest command alone, and one slow command decided a 2/s step.
 STEP_MIN_COMMANDS = 100
 BASELINE_RATE = 2.0  # one learner, two commands a second: the unloaded figures of the same site in the same sitting
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/reqflow_load"
