@@ -219,8 +219,9 @@ os.register_at_fork(after_in_child=_fresh_push_executor_after_fork)
 
 def _in_thread(func: Callable[..., Any]) -> Callable[..., Any]:
     def read_and_close(*args: Any, **kwargs: Any) -> Any:
-        # Read-only work. Afterwards the connection goes as a request's would: on PostgreSQL it closes (CONN_MAX_AGE 0),
-        # so a pool thread never holds a database session between pushes; a SQLite file's stays open for the next.
+        # Read-only work. Afterwards the connection goes as a request's would: on PostgreSQL the process keeps it to
+        # lend again (reqflow.pooled_postgresql), so a pool thread holds no session between pushes; a SQLite file's
+        # stays open for the next.
         try:
             return func(*args, **kwargs)
         finally:

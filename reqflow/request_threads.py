@@ -28,13 +28,15 @@ T = TypeVar("T")
 
 class ClosingPool(ThreadPoolExecutor):
     """A pool whose threads let go of their database connection after each piece of sync work, as Django does at
-    the end of a request: on PostgreSQL (CONN_MAX_AGE 0) it closes, a SQLite file's stays (reqflow/settings.py).
+    the end of a request: on PostgreSQL the process keeps it for the next thread that needs one
+    (reqflow.pooled_postgresql), a SQLite file's stays with its thread (reqflow/settings.py).
 
     Django closes connections in its request_finished handler, on whichever pool thread that lands, while the
     view's queries may have run on another. The view thread's PostgreSQL connection then stayed open after its
-    request, and the next request that thread served reused it: when the server had meanwhile hung, that request
-    waited on the dead connection for ever instead of connecting afresh and giving up after
-    DATABASE_CONNECT_TIMEOUT_S (tests/reliability/test_hung_postgres.py caught it)."""
+    request, and the next request that thread served reused it unchecked: when the server had meanwhile hung, that
+    request waited on the dead connection for ever instead of giving up after DATABASE_CONNECT_TIMEOUT_S
+    (tests/reliability/test_hung_postgres.py caught it). Let go after each piece, a connection goes back to the
+    kept ones, and each is shown to answer before it is lent again."""
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         return super().submit(_then_let_go, fn, *args, **kwargs)

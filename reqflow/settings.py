@@ -112,12 +112,14 @@ if DATABASE_URL:
     else:
         # A server that takes the connection and then says nothing (hung, or a network that drops its packets) held a
         # request until nginx gave up after 60 s; libpq's own default is to wait for ever. Connecting (TCP, startup,
-        # authentication) now gives up after this long and the request answers 503 (reqflow.dbfailure). Each request
-        # connects afresh (CONN_MAX_AGE 0), so this bounds every request that meets a hung PostgreSQL at its start.
-        # A `?connect_timeout=` in DATABASE_URL wins.
-        _db.setdefault("OPTIONS", {}).setdefault(
-            "connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT_S", 5, minimum=1, maximum=120)
-        )
+        # authentication) now gives up after this long and the request answers 503 (reqflow.dbfailure). A
+        # `?connect_timeout=` in DATABASE_URL wins.
+        _options = _db.setdefault("OPTIONS", {})
+        _options.setdefault("connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT_S", 5, minimum=1, maximum=120))
+        # Connections are kept open and lent again (reqflow.pooled_postgresql says why, and how a kept one is shown to
+        # answer within the connect timeout before it is lent). DATABASE_POOL=0 connects afresh for each step instead.
+        if env_bool("DATABASE_POOL", True):
+            _db["ENGINE"] = "reqflow.pooled_postgresql"
     DATABASES = {"default": _db}
 else:
     DATABASES = {
@@ -133,9 +135,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Each thread keeps its SQLite connection. Opening one (the file, the WAL and synchronous pragmas, the ~30 SQL
     # functions Django registers) cost more than most requests' queries: under `make load` a sixth of the web
     # process's CPU went to opening and closing connections. A file has no server-side session to budget, unlike
-    # PostgreSQL, which connects per request (CONN_MAX_AGE 0: docs/deploy.md, "The connection budget").
+    # PostgreSQL, whose kept connections are lent to any thread (reqflow.pooled_postgresql; docs/deploy.md, "The
+    # connection budget").
     DATABASES["default"]["CONN_MAX_AGE"] = None
-IS_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+IS_POSTGRES = DATABASES["default"]["ENGINE"] in ("django.db.backends.postgresql", "reqflow.pooled_postgresql")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+import psycopg
 import redis
 from django.conf import settings
 from django.db import connection
@@ -30,7 +31,7 @@ def database_problem() -> str | None:
     where = f"{db.get('HOST') or 'localhost'}:{db.get('PORT') or 5432}/{db.get('NAME')}"
     params = connection.get_connection_params() | {"connect_timeout": CONNECT_TIMEOUT_S}
     try:
-        connection.get_new_connection(params).close()
+        psycopg.connect(**params).close()  # a connection of its own, never a kept one (reqflow.pooled_postgresql)
     except Exception as exc:  # psycopg.OperationalError, a DNS failure (OSError): any of them is one line
         return f"the database (PostgreSQL at {where}) cannot be reached: {_one_line(exc)}"
     return None

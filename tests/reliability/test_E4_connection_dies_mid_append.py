@@ -21,6 +21,7 @@ from lab import commands
 from lab.engine.store import ConcurrencyError, Metadata, NewEvent
 from lab.models import Sandbox
 from lab.store import DjangoEventStore
+from reqflow.pooled_postgresql.base import close_kept
 from tests.reliability.faultproxy import FaultProxy
 
 pytestmark = [pytest.mark.backend, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -38,11 +39,13 @@ def proxy() -> Iterator[FaultProxy]:
     connection.close()
     with FaultProxy(int(port), host) as running:
         db["HOST"], db["PORT"] = "127.0.0.1", str(running.port)
+        close_kept()  # the connections this process keeps lead to the server itself: connect anew, through the proxy
         try:
             yield running
         finally:
             connection.close()
             db["HOST"], db["PORT"] = host, port
+            close_kept()
 
 
 def stored_with_command(command_id: str) -> int:

@@ -21,6 +21,7 @@ from django.db import connection
 from lab import commands
 from lab.models import Checkpoint, HistoryLine, Sandbox
 from lab.projector import Projector
+from reqflow.pooled_postgresql.base import close_kept
 from tests.reliability.faultproxy import FaultProxy
 
 pytestmark = [pytest.mark.backend, pytest.mark.postgres, pytest.mark.long, pytest.mark.django_db(transaction=True)]
@@ -39,11 +40,13 @@ def proxy() -> Iterator[FaultProxy]:
     connection.close()
     with FaultProxy(int(port), host) as running:
         db["HOST"], db["PORT"] = "127.0.0.1", str(running.port)
+        close_kept()  # the connections this process keeps lead to the server itself: connect anew, through the proxy
         try:
             yield running
         finally:
             connection.close()
             db["HOST"], db["PORT"] = host, port
+            close_kept()
 
 
 class LoopThread:

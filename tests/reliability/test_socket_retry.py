@@ -2,7 +2,7 @@
 (the last known state stays on it), logs one line, and pushes the state again once the database is back.
 
 Real parts: a live daphne on the test's PostgreSQL database, which is closed to new connections for real
-(ALTER DATABASE ... ALLOW_CONNECTIONS false: every push opens its own connection), and a hint sent through Redis.
+(ALTER DATABASE ... ALLOW_CONNECTIONS false, and its open sessions ended), and a hint sent through Redis.
 """
 
 from __future__ import annotations
@@ -25,14 +25,23 @@ pytestmark = [pytest.mark.backend, pytest.mark.redis, pytest.mark.django_db(tran
 
 
 def allow_connections(allowed: bool) -> None:
-    """From the `postgres` database: PostgreSQL refuses to close the current one to connections."""
+    """From the `postgres` database: PostgreSQL refuses to close the current one to connections. Closing it also
+    ends the sessions open on it, as taking a database down does: the site keeps connections open between pushes
+    (reqflow.pooled_postgresql), and a kept one must not hide the outage."""
     db = settings.DATABASES["default"]
-    name = connection.ops.quote_name(connection.settings_dict["NAME"])
+    name = connection.settings_dict["NAME"]
     with psycopg.connect(
         host=db.get("HOST") or "127.0.0.1", port=db.get("PORT") or 5432, user=db.get("USER") or "postgres",
         password=db.get("PASSWORD") or None, dbname="postgres", autocommit=True, connect_timeout=5,
     ) as admin:  # fmt: skip
-        admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS {'true' if allowed else 'false'}")
+        allow = "true" if allowed else "false"
+        admin.execute(f"ALTER DATABASE {connection.ops.quote_name(name)} ALLOW_CONNECTIONS {allow}")
+        if not allowed:
+            connection.close()  # this test's own, kept: the next query finds it ended and connects afresh
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                [name],
+            )
 
 
 def frames_until(ws: ClientConnection, needle: str, timeout: float) -> str:
