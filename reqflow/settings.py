@@ -83,8 +83,9 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
-            # {% url %} that reverses a fixed route once per process (reqflow/url_tag.py).
-            "builtins": ["reqflow.url_tag"],
+            # {% url %} that reverses a fixed route once per process (reqflow/url_tag.py); a part of a page that is
+            # the same for everyone, rendered once (reqflow/same_for_everyone.py).
+            "builtins": ["reqflow.url_tag", "reqflow.same_for_everyone"],
         },
     },
 ]
