@@ -6,7 +6,8 @@ from bench.load.steps import step_seconds
 
 
 def test_a_slow_rate_runs_until_it_sent_enough_commands():
-    assert step_seconds(2.0, 20.0, 100) == 50.0  # 40 commands in 20 s: its p99 would be its slowest command
+    assert step_seconds(2.0, 20.0, 100) == 50.5  # 40 commands in 20 s: its p99 would be its slowest command
+    # and with the pacing's first interval, 100 commands need 101 intervals: 50 s at 2/s sent 99
 
 
 def test_a_fast_rate_keeps_the_set_duration():
