@@ -49,16 +49,19 @@ class Unanswered(psycopg.OperationalError):
 def answer_within(conn: psycopg.Connection[Any], seconds: float) -> None:
     """Raise unless the server answers an empty query on `conn` within `seconds`.
 
-    psycopg's blocking calls wait for ever, so this talks to libpq directly: send, then wait on the socket."""
+    psycopg's blocking calls wait for ever, so this talks to libpq directly: send, then wait on the socket. With
+    poll(), not select(): a web process holding a thousand WebSockets has descriptors past select()'s 1,024."""
     pgconn = conn.pgconn
     pgconn.send_query(b"")  # a broken socket raises OperationalError here or at consume_input
     deadline = time.monotonic() + seconds
+    readable = select.poll()
+    readable.register(pgconn.socket, select.POLLIN)
     while True:
         pgconn.consume_input()
         if not pgconn.is_busy():
             break
         left = deadline - time.monotonic()
-        if left <= 0 or not select.select([pgconn.socket], [], [], left)[0]:
+        if left <= 0 or not readable.poll(left * 1000):
             raise Unanswered(f"PostgreSQL did not answer within {seconds:g} s")
     while (result := pgconn.get_result()) is not None:
         if result.status not in _ALIVE:
@@ -131,11 +134,14 @@ class DatabaseWrapper(base.DatabaseWrapper):
             try:
                 answer_within(conn, seconds)
                 return conn
-            except Unanswered:
+            except psycopg.Error as exc:
                 conn.close()
+                if isinstance(exc, Unanswered):
+                    raise
+                # Otherwise it died while kept (a restart): try the next one.
+            except BaseException:
+                conn.close()  # never leave a session open behind an unexpected error
                 raise
-            except psycopg.Error:
-                conn.close()  # died while kept (a restart): try the next one
         return super().get_new_connection(conn_params)
 
     def _close(self) -> None:

@@ -8,6 +8,7 @@ A hung server (a kept connection that answers nothing) is tests/reliability/test
 from __future__ import annotations
 
 import os
+import resource
 import threading
 import time
 
@@ -132,3 +133,25 @@ def session_ends(pid: int, within_s: float = 5.0) -> bool:
                 return True
             time.sleep(0.05)
     return False
+
+
+def test_the_check_works_on_a_descriptor_past_1024(tmp_path):
+    # A web process with a thousand WebSockets open has descriptors past select()'s limit; the check must not care.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.fail(f"this machine allows only {hard} open files; the test needs 1,200")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    filler = [open(tmp_path / "filler", "a") for _ in range(1100)]  # held open on purpose
+    try:
+        connection.close()
+        close_kept()
+        first = backend_pid()  # a new connection, on a descriptor past 1,024
+        assert connection.connection.pgconn.socket > 1024
+        connection.close()
+        assert backend_pid() == first  # lent again after the check
+    finally:
+        for f in filler:
+            f.close()
+        connection.close()
+        close_kept()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
