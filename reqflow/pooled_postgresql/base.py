@@ -77,7 +77,7 @@ class KeptConnections:
         self._lock = threading.Lock()
         self._idle: deque[tuple[Any, float]] = deque()
         self._pid = os.getpid()
-        self._inherited: list[Any] = []  # referenced for ever, so that collecting them cannot close them either
+        self._inherited: list[Any] = []  # still referenced, so that no collection closes them while the child runs
 
     def _same_process(self) -> None:
         if self._pid != os.getpid():
@@ -114,6 +114,16 @@ class KeptConnections:
 # test database, a fault proxy), and a connection must never be lent for a place other than its own.
 KEPT: dict[tuple[str, ...], KeptConnections] = {}
 _WHERE = ("host", "hostaddr", "port", "dbname", "user", "password", "service", "sslmode", "options")
+
+
+def _after_fork_in_child() -> None:
+    # A parent's thread may have held a lock at the fork, and the child's copy of it would stay held for ever.
+    for kept in KEPT.values():
+        kept._lock = threading.Lock()
+        kept._same_process()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def close_kept() -> None:

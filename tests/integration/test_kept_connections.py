@@ -155,3 +155,22 @@ def test_the_check_works_on_a_descriptor_past_1024(tmp_path):
         connection.close()
         close_kept()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_fork_while_a_thread_holds_the_lock_leaves_the_child_a_free_one():
+    kept = kept_module.KEPT.setdefault(("fork-test",), KeptConnections())
+    try:
+        with kept._lock:  # as a parent's thread would, taking or keeping a connection at the moment of the fork
+            child = os.fork()
+            if child == 0:  # pragma: no cover - the child reports through its exit status
+                os._exit(0 if kept.take() is None else 1)
+        deadline = time.monotonic() + 10
+        while (done := os.waitpid(child, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if done == (0, 0):
+            os.kill(child, 9)
+            os.waitpid(child, 0)
+            pytest.fail("the child waited for a lock that no thread of its own held")
+        assert os.waitstatus_to_exitcode(done[1]) == 0
+    finally:
+        del kept_module.KEPT[("fork-test",)]
