@@ -22,6 +22,9 @@ def sign_up(page: Page, username: str) -> None:
     page.get_by_label("Password confirmation").fill(PASSWORD)
     page.get_by_role("button", name="Sign up").click()
     expect(page).not_to_have_url(re.compile(r"/accounts/signup/"))  # signed in and on the page `next` named
+    # The URL changes before the page's deferred scripts run; text filled in before htmx has wired the notes form
+    # raised no save (a fresh-clone run at 04:05 UTC waited 5 s for "Saved" that way). Type once the page has loaded.
+    page.wait_for_load_state("load")
 
 
 def test_a_learner_signs_up_types_sees_saved_reloads_and_finds_the_note_and_another_learner_does_not(
