@@ -106,9 +106,6 @@ class KeptConnections:
             stale.append(self._idle.popleft()[0])
         return stale
 
-    def __len__(self) -> int:
-        return len(self._idle)
-
 
 # Kept connections by where they lead (server, database, user): tests point a process at another database (the
 # test database, a fault proxy), and a connection must never be lent for a place other than its own.
@@ -133,12 +130,16 @@ def close_kept() -> None:
             conn.close()
 
 
+def _kept_at(where: tuple[str, ...]) -> KeptConnections:
+    found = KEPT.get(where)
+    return found if found is not None else KEPT.setdefault(where, KeptConnections())
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
-    _kept_for: tuple[str, ...] = ()  # where this wrapper's current connection leads
+    _kept: KeptConnections | None = None  # where this wrapper's current connection goes back to when let go
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
-        self._kept_for = tuple(str(conn_params.get(name, "")) for name in _WHERE)
-        kept = KEPT.setdefault(self._kept_for, KeptConnections())
+        kept = self._kept = _kept_at(tuple(str(conn_params.get(name, "")) for name in _WHERE))
         seconds = float(conn_params.get("connect_timeout") or 5)
         while (conn := kept.take()) is not None:
             try:
@@ -155,7 +156,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         return super().get_new_connection(conn_params)
 
     def _close(self) -> None:
-        conn = self.connection
+        conn, kept = self.connection, self._kept
         clean = (
             conn is not None
             and not self.in_atomic_block
@@ -163,8 +164,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
             and not conn.closed
             and conn.info.transaction_status == pq.TransactionStatus.IDLE
         )
-        if clean:
-            KEPT.setdefault(self._kept_for, KeptConnections()).keep(conn)
+        if clean and kept is not None:
+            kept.keep(conn)
             return
         super()._close()  # type: ignore[misc]  # django-stubs leave out the backends' private methods
 

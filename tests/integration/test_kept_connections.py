@@ -25,8 +25,10 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.backend, pyte
 
 @pytest.fixture(autouse=True)
 def _only_kept_postgresql():
+    if not settings.IS_POSTGRES:
+        pytest.skip("keeps PostgreSQL connections: `make test-postgres` runs this test")
     if settings.DATABASES["default"]["ENGINE"] != "reqflow.pooled_postgresql":
-        pytest.skip("PostgreSQL with kept connections: `make test-postgres` runs this")
+        pytest.fail("DATABASE_POOL=0 turns off what these tests check: run them without it")
     connection.close()
     close_kept()
     yield
