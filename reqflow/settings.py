@@ -244,6 +244,8 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
 # its first byte, and its body within HTTP_BODY_TIMEOUT_S of its headers, however steadily it trickles in.
 HTTP_HEADER_TIMEOUT_S = env_int("HTTP_HEADER_TIMEOUT_S", 10, minimum=1)
 HTTP_BODY_TIMEOUT_S = env_int("HTTP_BODY_TIMEOUT_S", 30, minimum=1)
+# Django's database sessions, each request's read in one plain statement (reqflow/session_store.py).
+SESSION_ENGINE = "reqflow.session_store"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
