@@ -26,7 +26,6 @@ from lab.models import (
     RETRO_GENERATION,
     Checkpoint,
     HistoryLine,
-    LargestDepositView,
     Sandbox,
 )
 from lab.sandboxes import is_blank
@@ -67,7 +66,7 @@ def lab_state(sandbox: Sandbox, *, sandbox_is_fresh: bool = False) -> LabState:
         return _blank_state(sandbox, stamp)
     if not sandbox_is_fresh:
         sandbox = Sandbox.objects.get(pk=sandbox.pk)  # settings may have changed since the caller loaded it
-    read = read_side(sandbox)
+    read = read_side(sandbox, sandbox_is_fresh=True)
     # The sandbox row was read just above, and the checkpoint with the projector's status: the other read-side
     # views need not read them again each.
     projector = projector_status(sandbox, refresh=False)
@@ -144,13 +143,16 @@ def _live_generation(sandbox_id: Any) -> int:
     return read_rows.live_generation(sandbox_id)
 
 
-def _consistent(sandbox_id: Any, read: Callable[[int], T]) -> T:
+def _consistent(sandbox_id: Any, read: Callable[[int], T], known_generation: int | None = None) -> T:
     """Run read(generation) until the live generation is the same before and after it.
 
     Generations only grow, so an unchanged number means no swap committed while the rows were read.
+    `known_generation`: the live generation in a sandbox row the caller read just now, which serves as the first
+    "before" (read earlier, it only widens the window the check after the read covers).
     """
     for _ in range(5):
-        generation = _live_generation(sandbox_id)
+        generation = known_generation if known_generation is not None else _live_generation(sandbox_id)
+        known_generation = None
         value = read(generation)
         if _live_generation(sandbox_id) == generation:
             return value
@@ -161,11 +163,15 @@ def _balance(sandbox_id: Any, generation: int) -> tuple[Decimal, int]:
     return read_rows.balance(sandbox_id, generation) or (ZERO, 0)
 
 
-def read_side(sandbox: Sandbox) -> ReadSide:
+def read_side(sandbox: Sandbox, *, sandbox_is_fresh: bool = False) -> ReadSide:
+    """The read model's balance and history, with how far it is behind. `sandbox_is_fresh`: the row was read just
+    now, so its live generation saves a query (every push and page view reads the read side)."""
+
     def read(generation: int) -> tuple[tuple[Decimal, int], list[HistoryLineView]]:
         return _balance(sandbox.pk, generation), read_rows.history(sandbox.pk, generation, HISTORY_LIMIT)
 
-    (amount, version), history = _consistent(sandbox.pk, read)
+    known = sandbox.live_generation if sandbox_is_fresh else None
+    (amount, version), history = _consistent(sandbox.pk, read, known)
     written = write_version(sandbox)  # after the read model, so `behind` is never negative
     return ReadSide(balance=amount, version=version, history=history, behind=max(0, written - version))
 
@@ -355,17 +361,17 @@ def rebuild_progress(sandbox: Sandbox, *, refresh: bool = True, live_version: in
 
 def retro_model(sandbox: Sandbox, *, refresh: bool = True) -> RetroModelView:
     fresh = _fresh(sandbox) if refresh else sandbox
-    view = LargestDepositView.objects.filter(sandbox_id=fresh.pk, generation=RETRO_GENERATION).first()
-    done = view.version if view is not None else 0
+    view = read_rows.largest_deposit(fresh.pk, RETRO_GENERATION)
+    amount, position, seen, done = view if view is not None else (None, None, 0, 0)
     total = write_version(fresh) if fresh.retro_model_enabled else 0
     running = fresh.retro_model_enabled and done < total
     # While it catches up: the event it applied last, and the largest deposit before and after it.
-    current = rebuild.retro_step(fresh, done, view.amount, view.position) if running and view is not None else None
+    current = rebuild.retro_step(fresh, done, amount, position) if running and view is not None else None
     return RetroModelView(
         enabled=fresh.retro_model_enabled,
-        largest_deposit=view.amount if view is not None else None,
-        largest_deposit_position=view.position if view is not None else None,
-        deposits_seen=view.deposits_seen if view is not None else 0,
+        largest_deposit=amount,
+        largest_deposit_position=position,
+        deposits_seen=seen,
         progress=Progress(done=done, total=max(total, done), running=running, current=current),
     )
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.db import connection
 
-from lab.models import BalanceView, Checkpoint, DeadLetter, HistoryLine, Sandbox
+from lab.models import BalanceView, Checkpoint, DeadLetter, HistoryLine, LargestDepositView, Sandbox
 from lab.store.values import db_uuid, py_money, py_time, py_uuid
 from lab.types import HistoryLineView
 
@@ -24,6 +24,7 @@ BALANCES = BalanceView._meta.db_table
 HISTORY = HistoryLine._meta.db_table
 CHECKPOINTS = Checkpoint._meta.db_table
 LETTERS = DeadLetter._meta.db_table
+LARGEST = LargestDepositView._meta.db_table
 
 
 def _rows(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
@@ -86,3 +87,18 @@ def dead_letters(sandbox_id: Any, limit: int) -> list[tuple[str, int, str, dt.da
         (projection, int(position), error, py_time(skipped) if skipped is not None else None)
         for projection, position, error, skipped in _rows(sql, [_id(sandbox_id), limit])
     ]
+
+
+def largest_deposit(sandbox_id: Any, generation: int) -> tuple[Decimal | None, int | None, int, int] | None:
+    """(amount, position, deposits seen, version) of the retroactive model's row of that generation; None before
+    it has one. Amount and position are None until it has seen a deposit."""
+    sql = (
+        f"SELECT amount, position, deposits_seen, version FROM {LARGEST} WHERE sandbox_id = %s AND generation = %s "
+        "ORDER BY id LIMIT 1"
+    )
+    found = _rows(sql, [_id(sandbox_id), generation])
+    if not found:
+        return None
+    amount, position, seen, version = found[0]
+    return (py_money(amount) if amount is not None else None, None if position is None else int(position),
+            int(seen), int(version))  # fmt: skip

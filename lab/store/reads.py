@@ -49,14 +49,24 @@ def event_page(
     where, params = "sandbox_id = %s", [db_uuid(py_uuid(sandbox.pk))]
     if event_type:
         where, params = where + " AND event_type = %s", [*params, event_type]
+    page = max(1, int(page))
+    # The rows and the log's size in one round trip (the size as an uncorrelated subquery, computed once): every push
+    # after a command reads the first page. A page past the end has no row to carry the size: it is counted
+    # alone, and the last page read instead.
+    sql = (
+        f"SELECT {COLUMNS}, (SELECT COUNT(*) FROM {EVENTS} WHERE {where}) FROM {EVENTS} WHERE {where} "
+        "ORDER BY position DESC LIMIT %s OFFSET %s"
+    )
     with connection.cursor() as cur:
+        cur.execute(sql, [*params, *params, per_page, (page - 1) * per_page])
+        rows = cur.fetchall()
+        if rows or page == 1:
+            total = int(rows[0][-1]) if rows else 0
+            return [recorded_row(r[:-1]) for r in rows], page, max(1, math.ceil(total / per_page)), total
         cur.execute(f"SELECT COUNT(*) FROM {EVENTS} WHERE {where}", params)
         total = int(cur.fetchone()[0])
-        pages = max(1, math.ceil(total / per_page))
-        page = max(1, min(int(page), pages))
-        sql = f"SELECT {COLUMNS} FROM {EVENTS} WHERE {where} ORDER BY position DESC LIMIT %s OFFSET %s"
-        cur.execute(sql, [*params, per_page, (page - 1) * per_page])
-        return [recorded_row(r) for r in cur.fetchall()], page, pages, total
+    last = max(1, math.ceil(total / per_page))
+    return event_page(sandbox, min(page, last), per_page, event_type) if total else ([], 1, 1, 0)
 
 
 def version_at_time(sandbox: Sandbox, when: dt.datetime) -> int:

@@ -31,16 +31,18 @@ def _snapshot_at_or_below(
     bound = "" if version is None else " AND version <= %s"
     params: list[Any] = [stream_id] if version is None else [stream_id, version]
     with connection.cursor() as cursor:
+        # The newest usable-looking snapshot and the newest of all in one round trip (every command and every push
+        # loads the write model): the outer row always exists, the joined one only when a snapshot matches.
         cursor.execute(
-            f"SELECT version, state, fingerprint FROM {SNAPSHOTS} WHERE stream_id = %s{bound} AND fingerprint = %s "
-            "ORDER BY version DESC LIMIT 1",
-            [*params, current],
+            f"SELECT newest.v, hit.version, hit.state, hit.fingerprint "
+            f"FROM (SELECT MAX(version) AS v FROM {SNAPSHOTS} WHERE stream_id = %s{bound}) newest "
+            f"LEFT JOIN (SELECT version, state, fingerprint FROM {SNAPSHOTS} WHERE stream_id = %s{bound} "
+            "AND fingerprint = %s ORDER BY version DESC LIMIT 1) hit ON 1 = 1",
+            [*params, *params, current],
         )
-        hit = cursor.fetchone()
-        cursor.execute(f"SELECT MAX(version) FROM {SNAPSHOTS} WHERE stream_id = %s{bound}", params)
-        newest = cursor.fetchone()[0]
-        stale = newest is not None and (hit is None or newest > hit[0])
-        if hit is None:
+        newest, *hit = cursor.fetchone()
+        stale = newest is not None and (hit[0] is None or newest > hit[0])
+        if hit[0] is None:
             return None, None, stale
         snap = StoredSnapshot(version=hit[0], state=py_json(hit[1]), fingerprint=hit[2])
         try:
@@ -98,8 +100,12 @@ def save_snapshot(sandbox: Sandbox, state: AccountState, reason: str) -> None:
 
 def snapshots_of(sandbox: Sandbox, limit: int | None = 100) -> list[Snapshot]:
     """The sandbox's snapshots, newest first."""
-    rows = Snapshot.objects.filter(sandbox_id=sandbox.pk).order_by("-version")
-    return list(rows[:limit] if limit is not None else rows)
+    # Raw SQL, the same rows (converted by the model's fields as the ORM would): every push reads this list.
+    sql = f"SELECT * FROM {SNAPSHOTS} WHERE sandbox_id = %s ORDER BY version DESC"
+    params: list[Any] = [db_uuid(sandbox.pk)]
+    if limit is not None:
+        sql, params = sql + " LIMIT %s", [*params, limit]
+    return list(Snapshot.objects.raw(sql, params))
 
 
 def snapshot_at(sandbox: Sandbox, version: int) -> Snapshot:
