@@ -136,7 +136,9 @@ def _append(
     sandbox: Sandbox, kind: str, command_id: str, loaded: Loaded, decision: list[Deposited | Withdrew]
 ) -> CommandOutcome:
     state = loaded.state
-    recorded = store.append(sandbox, decision, state.version, command_id)
+    # Inside the command's transaction, which took the sandbox's append lock first (_work) and is rolled back
+    # whole when anything here raises: the append needs no savepoint or second lock of its own.
+    recorded = store.append(sandbox, decision, state.version, command_id, caller_locked=True)
     new_state = decider.fold(decision, state)
     _snapshot_if_due(sandbox, loaded, state, new_state)
     message = f"{_describe(decision[-1])} → v={new_state.version}"

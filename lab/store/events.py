@@ -162,12 +162,28 @@ class DjangoEventStore:
     """engine.store.EventStore on the `default` database."""
 
     def append(
-        self, stream_id: str, events: Sequence[NewEvent], expected_version: int, metadata: Metadata
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: int,
+        metadata: Metadata,
+        *,
+        caller_locked: bool = False,
     ) -> list[RecordedEvent]:
+        """engine.store.EventStore.append. `caller_locked`: the caller, inside its own transaction, already took
+        this sandbox's append lock (lock_for_append) and rolls that whole transaction back when the append raises
+        (a command does both). The append then needs neither the savepoint nor the lock again: on PostgreSQL three
+        round trips fewer per command. An error then leaves the caller's transaction to its rollback (on
+        PostgreSQL it is unusable after one), so a duplicate event id is raised without reading the head."""
         if expected_version < 0:
             raise ValueError("expected_version must be 0 or more")
         sandbox_id = sandbox_id_of(stream_id)
         db = connections[DEFAULT_DB_ALIAS]
+        if caller_locked and db.in_atomic_block:
+            try:
+                return self._append_locked(sandbox_id, stream_id, events, expected_version, metadata, lock=False)
+            except IntegrityError as exc:  # the lock rules out a version taken meanwhile: an event id is stored
+                raise DuplicateEventId(f"an event id of this append is already stored: {exc}") from exc
         try:
             if db.in_atomic_block or not db.get_autocommit():
                 # Nested in a caller's transaction it is a savepoint, so a refused append leaves the caller's
@@ -227,8 +243,11 @@ class DjangoEventStore:
         events: Sequence[NewEvent],
         expected_version: int,
         metadata: Metadata,
+        *,
+        lock: bool = True,
     ) -> list[RecordedEvent]:
-        lock_for_append(sandbox_id)
+        if lock:
+            lock_for_append(sandbox_id)
         at = timezone.now()
         rows = _insert_params(sandbox_id, stream_id, events, expected_version, metadata, db_time(at))
         db = connections[DEFAULT_DB_ALIAS]
@@ -294,8 +313,11 @@ def append(
     correlation_id: uuid.UUID | None = None,
     causation_id: uuid.UUID | None = None,
     deposit_schema: int | None = None,
+    *,
+    caller_locked: bool = False,
 ) -> list[RecordedEvent]:
-    """Store domain events in the sandbox's stream, deposits in its chosen schema. Raises ConcurrencyError."""
+    """Store domain events in the sandbox's stream, deposits in its chosen schema. Raises ConcurrencyError.
+    `caller_locked`: see DjangoEventStore.append (the caller's transaction holds the sandbox's append lock)."""
     schema = deposit_schema if deposit_schema is not None else sandbox.deposit_schema_version
     meta = Metadata.for_command(command_id)
     if correlation_id is not None or causation_id is not None:
@@ -305,7 +327,7 @@ def append(
             causation_id=causation_id or meta.causation_id,
         )
     new = [NewEvent(*encode(event, schema)) for event in events]
-    return event_store.append(sandbox.stream_id, new, expected_version, meta)
+    return event_store.append(sandbox.stream_id, new, expected_version, meta, caller_locked=caller_locked)
 
 
 def read_stream(sandbox: Sandbox, after_version: int = 0, up_to_version: int | None = None) -> list[RecordedEvent]:
