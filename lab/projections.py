@@ -29,10 +29,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
-from lab import store
+from lab import read_rows, store
 from lab.engine import projection as fold
 from lab.engine.upcasting import decode
 from lab.models import (
@@ -45,7 +44,7 @@ from lab.models import (
     LargestDepositView,
     Sandbox,
 )
-from lab.store.values import db_uuid, py_json, py_time
+from lab.store.values import db_time, db_uuid, py_json, py_time
 
 log = logging.getLogger(__name__)
 
@@ -90,22 +89,43 @@ class Outcome:
     poison: tuple[int, str] | None = None
 
 
+# Every step of the projector reads these (the sandbox's settings twice, the checkpoint, the dead letters): in SQL
+# of their own, written out once, like lab.read_rows. Through the ORM, building the queries cost more than
+# running them (the dead letters' Q objects most), and a step runs after every command.
+SANDBOXES = Sandbox._meta.db_table
+CHECKPOINTS = Checkpoint._meta.db_table
+LETTERS = DeadLetter._meta.db_table
+BALANCES = BalanceView._meta.db_table
+_AMOUNT = BalanceView._meta.get_field("amount")  # its own rounding and type for the database (a DecimalField)
+_SANDBOX_ROW = f"SELECT {', '.join(SANDBOX_FIELDS)} FROM {SANDBOXES} WHERE id = %s"
+_FLAGS = ("projector_paused", "retro_model_enabled")  # SQLite returns 0 and 1
+_TIMES = ("projector_crashed_until", "retired_at")  # SQLite returns text
+
+
+def _one(sql: str, params: list[Any]) -> tuple[Any, ...] | None:
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchone()
+
+
 def sandbox_row(sandbox_id: uuid.UUID, lock: bool = False) -> dict[str, Any] | None:
-    """The sandbox's projection settings (SANDBOX_FIELDS); `lock` holds the row until the transaction ends."""
-    rows = Sandbox.objects.filter(pk=sandbox_id)
-    if lock:
-        rows = rows.select_for_update()
-    return rows.values(*SANDBOX_FIELDS).first()
+    """The sandbox's projection settings (SANDBOX_FIELDS); `lock` holds the row until the transaction ends
+    (FOR UPDATE where the database has it: SQLite's IMMEDIATE transaction already holds every row)."""
+    sql = _SANDBOX_ROW + (" FOR UPDATE" if lock and connection.features.has_select_for_update else "")
+    found = _one(sql, [db_uuid(sandbox_id)])
+    if found is None:
+        return None
+    row = dict(zip(SANDBOX_FIELDS, found, strict=True))
+    for name in _FLAGS:
+        row[name] = bool(row[name])
+    for name in _TIMES:
+        row[name] = py_time(row[name]) if row[name] is not None else None
+    return row
 
 
 def checkpoint(sandbox_id: uuid.UUID, projection: str, generation: int) -> tuple[int, int] | None:
     """(position, version) the projection's generation has applied up to, or None before its first batch."""
-    row = (
-        Checkpoint.objects.filter(sandbox_id=sandbox_id, projection=projection, generation=generation)
-        .values_list("position", "version")
-        .first()
-    )
-    return (int(row[0]), int(row[1])) if row else None
+    return read_rows.checkpoint(sandbox_id, projection, generation)
 
 
 def try_sandbox_lock(sandbox_id: uuid.UUID) -> None:
@@ -232,9 +252,13 @@ def dead_letters(sandbox_id: uuid.UUID, projection: str) -> tuple[bool, frozense
 
     A skip holds for every projection of the sandbox: the learner moved that event to the dead-letter list, so
     the retroactive model and a rebuild leave it out too rather than stalling on it again."""
-    rows = DeadLetter.objects.filter(
-        Q(projection=projection, resolved_at__isnull=True) | Q(skipped_at__isnull=False), sandbox_id=sandbox_id
-    ).values_list("position", "resolved_at", "skipped_at", "projection")
+    sql = (
+        f"SELECT position, resolved_at, skipped_at, projection FROM {LETTERS} WHERE sandbox_id = %s "
+        "AND ((projection = %s AND resolved_at IS NULL) OR skipped_at IS NOT NULL)"
+    )
+    with connection.cursor() as cur:
+        cur.execute(sql, [db_uuid(sandbox_id), projection])
+        rows = cur.fetchall()
     stalled, skipped = False, set()
     for position, resolved_at, skipped_at, name in rows:
         if skipped_at is not None:
@@ -266,11 +290,14 @@ def _guard(sandbox_id: uuid.UUID, projection: str, generation: int, rebuilding: 
 def _cas_checkpoint(
     sandbox_id: uuid.UUID, projection: str, generation: int, old: tuple[int, int], new: tuple[int, int]
 ) -> None:
-    updated = Checkpoint.objects.filter(
-        sandbox_id=sandbox_id, projection=projection, generation=generation, position=old[0]
-    ).update(position=new[0], version=new[1], updated_at=timezone.now())
-    if updated == 1:
-        return
+    with connection.cursor() as cur:
+        cur.execute(
+            f"UPDATE {CHECKPOINTS} SET position = %s, version = %s, updated_at = %s "
+            "WHERE sandbox_id = %s AND projection = %s AND generation = %s AND position = %s",
+            [new[0], new[1], db_time(timezone.now()), db_uuid(sandbox_id), projection, generation, old[0]],
+        )
+        if cur.rowcount == 1:
+            return
     if old[0] == 0:
         # No checkpoint row yet. The unique constraint makes a racing creator fail instead of both winning.
         exists = Checkpoint.objects.filter(sandbox_id=sandbox_id, projection=projection, generation=generation)
@@ -305,8 +332,7 @@ def _stored_version_matches(stored: int, cp: tuple[int, int]) -> None:
 def _apply_balance(
     sandbox_id: uuid.UUID, generation: int, cp: tuple[int, int], due: list[DueEvent]
 ) -> tuple[list[Applied], tuple[int, str] | None]:
-    row = BalanceView.objects.filter(sandbox_id=sandbox_id, generation=generation).values_list("amount", "version")
-    stored = row.first()
+    stored = read_rows.balance(sandbox_id, generation)
     if stored is None:
         BalanceView.objects.create(sandbox_id=sandbox_id, generation=generation)
         stored = (fold.ZERO, 0)
@@ -331,9 +357,11 @@ def _apply_balance(
         return [], poison
     if lines:
         _insert_history(sandbox_id, generation, lines)
-    BalanceView.objects.filter(sandbox_id=sandbox_id, generation=generation).update(
-        amount=state.amount, version=state.version
-    )
+    with connection.cursor() as cur:
+        cur.execute(
+            f"UPDATE {BALANCES} SET amount = %s, version = %s WHERE sandbox_id = %s AND generation = %s",
+            [_AMOUNT.get_db_prep_save(state.amount, connection), state.version, db_uuid(sandbox_id), generation],
+        )
     _cas_checkpoint(sandbox_id, BALANCE, generation, cp, done[-1])
     return done, poison
 
