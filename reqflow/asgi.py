@@ -29,6 +29,7 @@ from django.conf import settings  # noqa: E402
 from lab.projector import start_embedded_projector  # noqa: E402
 from lab.routing import websocket_urlpatterns  # noqa: E402
 from reqflow.bodycap import BodyCap, cap_daphne_bodies  # noqa: E402
+from reqflow.collector import pace_for_a_server  # noqa: E402
 from reqflow.deadlines import install_deadlines  # noqa: E402
 from reqflow.handshake import DatabaseSafeHandshake  # noqa: E402
 from reqflow.origins import SameOriginValidator  # noqa: E402
@@ -65,6 +66,8 @@ def start_projector_when_serving() -> None:
 
 
 start_projector_when_serving()
+# Last, once everything above is loaded: rarer collections, and what start-up loaded frozen (reqflow/collector.py).
+pace_for_a_server()
 
 application = StartProjectorOnFirstScope(
     ProtocolTypeRouter(

@@ -24,6 +24,10 @@ SECRET_KEY = secret_key("SECRET_KEY", BASE_DIR / ".secret_key")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 PORT = env_int("PORT", 8000, minimum=1, maximum=65535)
+# A server process collects cyclic garbage every this many allocations (Python's default is 700; 0 keeps it):
+# rarer young collections let far fewer objects reach the full collections that held every request
+# (reqflow/collector.py).
+GC_GEN0_THRESHOLD = env_int("GC_GEN0_THRESHOLD", 10_000, minimum=0)
 
 INSTALLED_APPS = [
     "daphne",

@@ -22,6 +22,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from lab.projector import BATCH, FALLBACK_POLL_S, Projector
+from reqflow.collector import pace_for_a_server
 from reqflow.startup import unreachable
 
 
@@ -43,6 +44,7 @@ class Command(BaseCommand):
             raise ValueError("--batch must be at least 1")
         if problem := unreachable():
             raise CommandError(f"run_projector: {problem}; not starting")
+        pace_for_a_server()  # a worker's full collections held its steps as a web process's held requests
         projector = Projector(
             batch=batch,
             fallback_poll_s=max(0.1, float(options["poll"])),
