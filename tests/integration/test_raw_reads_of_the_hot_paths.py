@@ -109,5 +109,9 @@ def test_a_sandbox_by_id_is_the_orms_row():
     assert {f.attname: getattr(found, f.attname) for f in Sandbox._meta.concrete_fields} == {
         f.attname: getattr(expected, f.attname) for f in Sandbox._meta.concrete_fields
     }
+    assert {f.attname: type(getattr(found, f.attname)) for f in Sandbox._meta.concrete_fields} == {
+        f.attname: type(getattr(expected, f.attname)) for f in Sandbox._meta.concrete_fields
+    }
+    assert (found._state.adding, found._state.db) == (False, "default")  # saved as an update, as the ORM's would be
     assert sandboxes._by_id(str(Sandbox().pk)) is None
     assert sandboxes._by_id("not a uuid") is None
