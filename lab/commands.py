@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -69,13 +70,52 @@ async def asend_command(
 ) -> CommandOutcome:
     """`send_command` for an async view: it waits for the commit on the event loop, not in the one thread that
     runs sync views, so the commands of concurrent requests can share a commit."""
+    begun = await sync_to_async(begin_command)(sandbox, kind, amount, command_id, expected_version)
+    return await finish_command(begun)
+
+
+@dataclass(frozen=True)
+class BegunCommand:
+    """A command handed to the group commit (`pending`), or already answered (`outcome`)."""
+
+    sandbox: Sandbox
+    kind: str
+    parsed: Decimal | Rejected
+    command_id: str
+    pending: Any = None
+    outcome: CommandOutcome | None = None
+
+
+def begin_command(
+    sandbox: Sandbox,
+    kind: str,
+    amount: str | Decimal,
+    command_id: str | None = None,
+    expected_version: int | None = None,
+) -> BegunCommand:
+    """The first half of `asend_command`, on a sync thread: an async view calls it in the same trip to a thread
+    that read its form and sandbox, and awaits `finish_command` on the event loop. Each trip there and back
+    costs the web process's one busy thread, the event loop's, about a tenth of a millisecond."""
     command_id, parsed = _checked(kind, amount, command_id)
+    begun = BegunCommand(sandbox, kind, parsed, command_id)
     if modes.is_state_only(sandbox):
-        return await sync_to_async(modes.send_state_command)(sandbox, kind, parsed, command_id, expected_version)
+        return replace(begun, outcome=modes.send_state_command(sandbox, kind, parsed, command_id, expected_version))
     try:
-        return await store.group_commit.arun(_work(sandbox, kind, parsed, command_id, expected_version))
+        return replace(
+            begun, pending=store.group_commit.submit(_work(sandbox, kind, parsed, command_id, expected_version))
+        )
+    except (ConcurrencyError, IntegrityError):  # run inline (PostgreSQL) and rolled back
+        return replace(begun, outcome=_after_conflict(sandbox, kind, parsed, command_id))
+
+
+async def finish_command(begun: BegunCommand) -> CommandOutcome:
+    """The second half, on the event loop: the outcome once the command's commit is durable."""
+    if begun.outcome is not None:
+        return begun.outcome
+    try:
+        return cast(CommandOutcome, await store.group_commit.wait(begun.pending))
     except (ConcurrencyError, IntegrityError):
-        return await sync_to_async(_after_conflict)(sandbox, kind, parsed, command_id)
+        return await sync_to_async(_after_conflict)(begun.sandbox, begun.kind, begun.parsed, begun.command_id)
 
 
 def _checked(kind: str, amount: str | Decimal, command_id: str | None) -> tuple[str, Decimal | Rejected]:

@@ -126,8 +126,46 @@ def after_commit(sandbox_id: object, reason: str, *, wake: bool = True, **fields
     an error for the learner, nor stop the other hint.
     """
     if wake:
-        transaction.on_commit(lambda: wake_projector(sandbox_id), robust=True)
-    transaction.on_commit(lambda: publish(sandbox_id, reason, **fields), robust=True)
+        transaction.on_commit(
+            Hint(lambda: wake_projector(sandbox_id), _on_loop(wake_projector, sandbox_id)), robust=True
+        )
+    publish_on_loop = _publish_on_loop(sandbox_id, reason, fields)
+    transaction.on_commit(Hint(lambda: publish(sandbox_id, reason, **fields), publish_on_loop), robust=True)
+
+
+class Hint:
+    """An on_commit hook that sends a hint. Called as any hook is, from sync code; `on_loop` sends the same hint
+    from the event loop, for an async caller that waited for the commit there (lab.store.group_commit.arun): a
+    push to the in-memory layer from a thread hops to the loop and back (async_to_sync), and reaching that thread
+    was a hop of its own."""
+
+    __slots__ = ("on_loop", "send")
+
+    def __init__(self, send: Callable[[], None], on_loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self.send = send
+        self.on_loop = on_loop
+
+    def __call__(self) -> None:
+        self.send()
+
+
+def _on_loop(func: Callable[[object], None], sandbox_id: object) -> Callable[[], Coroutine[Any, Any, None]]:
+    async def run() -> None:  # wake_projector never blocks, and is safe on the loop
+        func(sandbox_id)
+
+    return run
+
+
+def _publish_on_loop(
+    sandbox_id: object, reason: str, fields: dict[str, Any]
+) -> Callable[[], Coroutine[Any, Any, None]]:
+    async def run() -> None:
+        if settings.REDIS_URL:  # as `publish`: across processes it never waits
+            in_background(apublish, sandbox_id, reason, **fields)
+        else:
+            await apublish(sandbox_id, reason, **fields)
+
+    return run
 
 
 # --- Waking the projector ------------------------------------------------------------------------------

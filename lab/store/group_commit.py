@@ -239,32 +239,58 @@ def run(work: Callable[[], T], *, savepoint: bool = True) -> T:
     return value
 
 
-async def arun(work: Callable[[], T], *, savepoint: bool = True) -> T:
-    """`run` for async code: waits for the commit on the event loop, so other requests go on (and join the
-    batch) meanwhile. Whether to share is decided in the thread sync views run on, as a sync caller's would be:
-    there a caller may already be inside a transaction (a test's), and then the work runs inline in it."""
-    if not applies():
-        return await sync_to_async(_inline)(work)
-    queued = await sync_to_async(_submit_unless_in_transaction)(work, savepoint)
-    if not isinstance(queued, concurrent.futures.Future):
-        return queued.value
-    value, hooks = await asyncio.wrap_future(queued)
-    if hooks:
-        await sync_to_async(_run_hooks)(hooks)
-    return value
-
-
 @dataclass(frozen=True)
 class _Done:
     value: Any
 
 
-def _submit_unless_in_transaction(
-    work: Callable[[], Any], savepoint: bool
-) -> concurrent.futures.Future[tuple[Any, list[Hook]]] | _Done:
-    if connections[DEFAULT_DB_ALIAS].in_atomic_block:
+# What `submit` hands back: the writer's future (the result and the commit's hooks), or work already done inline.
+Pending = concurrent.futures.Future[tuple[Any, list[Hook]]] | _Done
+
+
+async def arun(work: Callable[[], T], *, savepoint: bool = True) -> T:
+    """`run` for async code: waits for the commit on the event loop, so other requests go on (and join the
+    batch) meanwhile. Whether to share is decided in the thread sync views run on, as a sync caller's would be:
+    there a caller may already be inside a transaction (a test's), and then the work runs inline in it."""
+    return await wait(await sync_to_async(submit)(work, savepoint=savepoint))
+
+
+def submit(work: Callable[[], Any], *, savepoint: bool = True) -> Pending:
+    """The first half of `arun`, for async code that is on a sync thread already (a view's one trip there does its
+    reads and this): the work handed to the writer, or, where `run` would run it inline (PostgreSQL, inside a
+    transaction), run now. Raises what inline work raises. `wait` on the event loop gives the result."""
+    if not applies() or connections[DEFAULT_DB_ALIAS].in_atomic_block or threading.current_thread() is _writer.thread:
         return _Done(_inline(work))
     return _writer.submit(work, savepoint)
+
+
+async def wait(pending: Pending) -> Any:
+    """The second half of `arun`, on the event loop: the commit awaited, then its on_commit hooks run; the work's
+    result, or its exception raised."""
+    if isinstance(pending, _Done):
+        return pending.value
+    value, hooks = await asyncio.wrap_future(pending)
+    if hooks:
+        await _arun_hooks(hooks)
+    return value
+
+
+async def _arun_hooks(hooks: list[Hook]) -> None:
+    """The hooks of a commit `arun` waited for. When every one can also run on the event loop (it has an
+    `on_loop` coroutine function: lab.live's hints do), they are awaited here in their order; a push to the
+    in-memory layer then costs no hop to a thread and back, where it would hop back to this loop to send. Any
+    other hook may block, so then all of them run on a thread, as `run`'s caller would run them."""
+    if not all(callable(getattr(func, "on_loop", None)) for func, _ in hooks):
+        await sync_to_async(_run_hooks)(hooks)
+        return
+    for func, robust in hooks:
+        if not robust:
+            await func.on_loop()  # type: ignore[attr-defined]
+            continue
+        try:
+            await func.on_loop()  # type: ignore[attr-defined]
+        except Exception:
+            log.exception("an on_commit hook failed after a group commit")
 
 
 def _inline(work: Callable[[], T]) -> T:
