@@ -80,3 +80,27 @@ def test_the_origin_must_be_this_site_scheme_host_and_port(origin, host, ok):
 def test_a_trusted_origin_is_accepted_from_behind_a_proxy(settings):
     settings.CSRF_TRUSTED_ORIGINS = ["https://reqflow.example"]
     assert same_origin(scope("https://reqflow.example", "127.0.0.1:8000"))
+
+
+def test_twisted_leaves_a_form_body_to_django():
+    """daphne hands Django the body as it came; Twisted's own parse of a form body into request.args (its
+    Content-Type through the email package, then every field) was work nobody read, on the web process's busy
+    thread."""
+    from types import SimpleNamespace
+
+    from twisted.web.test.requesthelper import DummyChannel
+
+    from reqflow.bodycap import CappedWebRequest
+
+    channel = DummyChannel()
+    channel.factory = SimpleNamespace(server=SimpleNamespace(protocol_connected=lambda request: None))
+    request = CappedWebRequest(channel)
+    request.process = lambda: None  # daphne's hand-over to the application: not what this test is about
+    request.requestHeaders.setRawHeaders(b"content-type", [b"application/x-www-form-urlencoded; charset=utf-8"])
+    body = b"kind=deposit&amount=5"
+    request.gotLength(len(body))
+    request.handleContentChunk(body)
+    request.requestReceived(b"POST", b"/lab/command/?next=1", b"HTTP/1.1")
+    assert request.args == {b"next": [b"1"]}  # the query string only: the form's fields were not parsed
+    request.content.seek(0)
+    assert request.content.read() == body  # and the body is whole for daphne to pass on
