@@ -12,7 +12,9 @@
   function state(form) {
     if (!form._notes) {
       var editor = form.querySelector("textarea[name=body]");
-      form._notes = { editor: editor, saved: editor.value, sending: null, beaconed: null, failures: 0, timer: null };
+      // Saved is what the page was rendered with (the textarea's default), not its value now: that also holds
+      // whatever was typed before this script ran, which the server does not have yet.
+      form._notes = { editor: editor, saved: editor.defaultValue, sending: null, beaconed: null, failures: 0, timer: null };
     }
     return form._notes;
   }
@@ -107,9 +109,14 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("form[data-notes-form]").forEach(function (form) {
-      state(form);
+      var s = state(form);
       syncLimitHint(form);
       localiseTimes(form);
+      // Text typed before the scripts ran: htmx took it as the box's starting value, so only a next keystroke
+      // would have saved it. Save it now (htmx wired the form on this same event, just before this handler).
+      if (s.editor.value !== s.saved && window.htmx) {
+        setTimeout(function () { window.htmx.trigger(form, "submit"); }, 0);
+      }
     });
   });
 })();

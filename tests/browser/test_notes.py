@@ -165,3 +165,23 @@ def test_a_note_at_the_size_limit_says_so(live_url, page: Page):
     expect(limit_hint).to_be_visible()
     expect(page.get_by_test_id("note-editor")).to_have_value("x" * 19_999 + "y")
     expect(page.get_by_test_id("note-status")).to_contain_text("Saved")
+
+
+def test_text_typed_before_the_scripts_ran_is_saved_without_another_keystroke(live_url, page: Page):
+    page.goto(live_url + "/accounts/signup/?next=" + CONCEPT)
+    sign_up(page, "early-typist")
+    held = []
+
+    def deferred(url: str) -> bool:  # theme.js blocks the parser (no flash of the wrong theme); the rest is deferred
+        return url.endswith(".js") and not url.endswith("theme.js")
+
+    page.route(deferred, lambda route: held.append(route))  # the page is only HTML meanwhile, as on a slow connection
+    page.goto(live_url + CONCEPT, wait_until="commit")
+    editor = page.get_by_test_id("note-editor")
+    editor.fill("typed while the scripts were still loading")
+    expect(page.get_by_test_id("note-status")).not_to_contain_text("Saved at")  # nothing could save it yet
+    assert held, "the scripts were not held: this test would prove nothing"
+    for route in held:
+        route.continue_()
+    expect(page.get_by_test_id("note-status")).to_contain_text(re.compile(r"Saved at \d\d:\d\d"))
+    assert Note.objects.get(owner__username="early-typist").body == "typed while the scripts were still loading"
