@@ -126,16 +126,14 @@ def after_commit(sandbox_id: object, reason: str, *, wake: bool = True, **fields
     an error for the learner, nor stop the other hint.
     """
     if wake:
-        transaction.on_commit(
-            Hint(lambda: wake_projector(sandbox_id), _on_loop(wake_projector, sandbox_id)), robust=True
-        )
+        transaction.on_commit(Hint(lambda: wake_projector(sandbox_id), _wake_on_loop(sandbox_id)), robust=True)
     publish_on_loop = _publish_on_loop(sandbox_id, reason, fields)
     transaction.on_commit(Hint(lambda: publish(sandbox_id, reason, **fields), publish_on_loop), robust=True)
 
 
 class Hint:
     """An on_commit hook that sends a hint. Called as any hook is, from sync code; `on_loop` sends the same hint
-    from the event loop, for an async caller that waited for the commit there (lab.store.group_commit.arun): a
+    from the event loop, for an async caller that waited for the commit there (lab.store.group_commit.wait): a
     push to the in-memory layer from a thread hops to the loop and back (async_to_sync), and reaching that thread
     was a hop of its own."""
 
@@ -149,9 +147,9 @@ class Hint:
         self.send()
 
 
-def _on_loop(func: Callable[[object], None], sandbox_id: object) -> Callable[[], Coroutine[Any, Any, None]]:
+def _wake_on_loop(sandbox_id: object) -> Callable[[], Coroutine[Any, Any, None]]:
     async def run() -> None:  # wake_projector never blocks, and is safe on the loop
-        func(sandbox_id)
+        wake_projector(sandbox_id)
 
     return run
 
