@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db.models import Subquery
 from django.utils import timezone
 
 from lab import facts, live, modes, read_rows, rebuild, store, timeline
@@ -25,7 +24,6 @@ from lab.models import (
     BALANCE,
     RETRO_GENERATION,
     Checkpoint,
-    HistoryLine,
     Sandbox,
 )
 from lab.sandboxes import is_blank
@@ -394,17 +392,11 @@ def chart_series(
     if is_blank(sandbox):  # no sandbox yet: two flat lines at v=0, read without a query
         empty = _chart_line([], start, limit)
         return ChartSeries(now_ms=_epoch_ms(now), window_ms=round(window_s * 1000), write=empty, read=empty)
-    live_generation = Subquery(Sandbox.objects.filter(pk=sandbox.pk).values("live_generation")[:1])
-    applied = (
-        HistoryLine.objects.filter(sandbox_id=sandbox.pk, generation=live_generation)
-        .order_by("-position")
-        .values_list("applied_at", "version")[: limit + 1]
-    )
     return ChartSeries(
         now_ms=_epoch_ms(now),
         window_ms=round(window_s * 1000),
         write=_chart_line(store.newest_versions(sandbox, limit + 1), start, limit),
-        read=_chart_line([(at, int(version)) for at, version in applied], start, limit),
+        read=_chart_line(read_rows.applied_versions(sandbox.pk, limit + 1), start, limit),
     )
 
 

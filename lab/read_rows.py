@@ -65,6 +65,21 @@ def history(sandbox_id: Any, generation: int, limit: int) -> list[HistoryLineVie
     return lines
 
 
+def applied_versions(sandbox_id: Any, limit: int) -> list[tuple[dt.datetime | None, int]]:
+    """(applied_at, version) of the live generation's newest `limit` history lines, newest first: the chart's read
+    line. The live generation is picked in the same statement, so a rebuild's swap never mixes generations. A line
+    from before applied_at existed has None."""
+    sql = (
+        f"SELECT applied_at, version FROM {HISTORY} WHERE sandbox_id = %s "
+        f"AND generation = (SELECT live_generation FROM {SANDBOXES} WHERE id = %s) ORDER BY position DESC LIMIT %s"
+    )
+    sandbox = _id(sandbox_id)
+    return [
+        (py_time(at) if at is not None else None, int(version))
+        for at, version in _rows(sql, [sandbox, sandbox, int(limit)])
+    ]
+
+
 def checkpoint(sandbox_id: Any, projection: str, generation: int) -> tuple[int, int] | None:
     """(position, version) of a projection's checkpoint in a generation; None before it has one."""
     sql = (
