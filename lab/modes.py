@@ -25,7 +25,7 @@ from lab import live, sandboxes, store
 from lab.engine import decider
 from lab.engine.messages import AccountState, CommandEvent, Deposit, Deposited, Rejected, Withdraw
 from lab.models import EVENT_SOURCED, MODES, STATE_ONLY, Sandbox
-from lab.types import CommandOutcome
+from lab.types import CommandOutcome, Reasons
 
 __all__ = ["EVENT_SOURCED", "MODES", "STATE_ONLY"]  # re-exported: the names callers of this module use
 
@@ -82,9 +82,9 @@ def require_event_sourced(sandbox: Sandbox, feature: str) -> None:
         raise ModeUnavailable(feature)
 
 
-def unavailable(sandbox: Sandbox) -> dict[str, str]:
+def unavailable(sandbox: Sandbox) -> Reasons:
     """What the sandbox's mode cannot do, feature -> why (empty in event-sourced mode)."""
-    return dict(UNAVAILABLE) if is_state_only(sandbox) else {}
+    return Reasons(UNAVAILABLE) if is_state_only(sandbox) else Reasons()
 
 
 def switch_mode(request: HttpRequest, mode: str) -> Sandbox | None:

@@ -27,7 +27,7 @@ from lab.models import Sandbox
 from lab.panel_text import fold_text
 from lab.sandboxes import UNDO_WINDOW_S, sandbox_to_show, undo_offer
 from lab.tools import TOOLS
-from lab.types import EventPage, LabState, MissionProgress, QueryAnswer, ReplayFrame, TimeTravelView
+from lab.types import EventPage, LabState, MissionProgress, QueryAnswer, Reasons, ReplayFrame, TimeTravelView
 
 PANEL = "lab/panel.html"
 WS_PATH = "/ws/lab/"
@@ -108,7 +108,7 @@ class Panel:
     query_waited_for: int | None = None
     tt_version: int = 0
     replay_version: int = 0
-    errors: dict[str, str] = field(default_factory=dict)
+    errors: Reasons = field(default_factory=Reasons)  # field -> its error ("" for a field without one)
     amount: str = ""
     ws_path: str = WS_PATH
     presets: tuple[str, ...] = forms.AMOUNT_PRESETS
