@@ -27,7 +27,16 @@ from lab.models import Sandbox
 from lab.panel_text import fold_text
 from lab.sandboxes import UNDO_WINDOW_S, sandbox_to_show, undo_offer
 from lab.tools import TOOLS
-from lab.types import EventPage, LabState, MissionProgress, QueryAnswer, Reasons, ReplayFrame, TimeTravelView
+from lab.types import (
+    EventPage,
+    LabState,
+    MissionProgress,
+    QueryAnswer,
+    Reasons,
+    ReplayFrame,
+    TemplateReadable,
+    TimeTravelView,
+)
 
 PANEL = "lab/panel.html"
 WS_PATH = "/ws/lab/"
@@ -82,7 +91,7 @@ SHORT_ANSWER_PARTS = ("lab-command-result", "lab-command-id", "lab-expected-vers
 
 
 @dataclass(frozen=True)
-class CommandAnswer:
+class CommandAnswer(TemplateReadable):
     """What the short answer to a command renders: its outcome, a fresh command id and the version it left."""
 
     result: dict[str, Any]
@@ -93,7 +102,7 @@ class CommandAnswer:
 
 
 @dataclass
-class Panel:
+class Panel(TemplateReadable):
     """Everything templates/lab/panel.html renders; the concept page receives it as `lab`."""
 
     state: LabState

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from lab import queries, store, timeline
 from lab.models import Sandbox
-from lab.types import EventView, LabState
+from lab.types import EventView, LabState, TemplateReadable
 
 STALE_QUERY = "stale-query"
 REBUILD = "rebuild"
@@ -22,14 +22,14 @@ MOMENTS = (STALE_QUERY, REBUILD, OLD_EVENT)
 
 
 @dataclass(frozen=True)
-class Prediction:
+class Prediction(TemplateReadable):
     moment: str
     question: str
     choices: tuple[tuple[str, str], ...]  # (value sent back, label)
 
 
 @dataclass(frozen=True)
-class Reveal:
+class Reveal(TemplateReadable):
     moment: str
     correct: bool
     answer: str  # what the real read returned

@@ -22,12 +22,13 @@ from lab.limits import LAG_MESSAGE, LAG_TEXT_MAX, parse_lag
 from lab.missions import MISSIONS
 from lab.scenarios import catalog
 from lab.scenarios.catalog import Scenario
+from lab.types import TemplateReadable
 
 KEYS = ("scenario", "lag", "tt", "mission")
 
 
 @dataclass(frozen=True)
-class SharedState:
+class SharedState(TemplateReadable):
     """A situation as a link carries it; every field optional, at least one set."""
 
     scenario: str | None = None
@@ -99,7 +100,7 @@ class ShareForm(forms.Form):
 
 
 @dataclass(frozen=True)
-class Landing:
+class Landing(TemplateReadable):
     """What the concept page shows when it is opened from a shared link: the situation to confirm, its scenario
     (title and what to notice), and why a part of the link was left out."""
 

@@ -13,6 +13,27 @@ from decimal import Decimal
 from typing import Any
 
 
+class TemplateReadable:
+    """For the objects the panel's templates read: `view["name"]` is `view.name`.
+
+    The template language tries `obj[name]` before `getattr(obj, name)` for every dotted lookup; on a plain object
+    that first try raises a TypeError, caught, about 400 times per concept page. Answered here, the page rendered
+    15-20% faster in-process with byte-identical HTML (tests/unit/test_template_readable.py). A missing name is a
+    KeyError, so the template goes on as before (to getattr, whose error it handles as it always did). Not
+    iterable: without `__iter__ = None`, Python would iterate (and answer `in`) through `__getitem__(0)`."""
+
+    __slots__ = ()
+    __iter__: Any = None  # a subclass may define its own (ReplayFrame unpacks as a pair)
+
+    def __getitem__(self, name: str) -> Any:
+        if not isinstance(name, str):
+            raise KeyError(name)
+        try:
+            return getattr(self, name)
+        except AttributeError:
+            raise KeyError(name) from None
+
+
 class Reasons(dict[str, str]):
     """name -> why (a field's error, a feature's reason to be unavailable) for the templates, where a missing name
     reads as "" (nothing to say). A plain dict sends each missing name down the template language's failed-lookup
@@ -28,7 +49,7 @@ def count(n: int, noun: str) -> str:
 
 
 @dataclass(frozen=True)
-class EventView:
+class EventView(TemplateReadable):
     position: int
     stream_id: str
     version: int
@@ -48,7 +69,7 @@ class EventView:
 
 
 @dataclass(frozen=True)
-class CommandOutcome:
+class CommandOutcome(TemplateReadable):
     accepted: bool
     message: str  # "Deposited $50.00 → v=3" or "Rejected: would overdraw the account"
     # The broken rule's key when rejected: one of lab.engine.decider.RULE_*, or "concurrency", "limit" or
@@ -61,7 +82,7 @@ class CommandOutcome:
 
 
 @dataclass(frozen=True)
-class LoadReportView:
+class LoadReportView(TemplateReadable):
     snapshot_version: int | None
     events_replayed: int
     events_without_snapshot: int
@@ -77,7 +98,7 @@ class LoadReportView:
 
 
 @dataclass(frozen=True)
-class WriteSide:
+class WriteSide(TemplateReadable):
     balance: Decimal
     version: int
     load: LoadReportView
@@ -87,7 +108,7 @@ class WriteSide:
 
 
 @dataclass(frozen=True)
-class HistoryLineView:
+class HistoryLineView(TemplateReadable):
     position: int
     version: int
     kind: str
@@ -97,7 +118,7 @@ class HistoryLineView:
 
 
 @dataclass(frozen=True)
-class InFlightEvent:
+class InFlightEvent(TemplateReadable):
     position: int
     version: int
     event_type: str
@@ -106,7 +127,7 @@ class InFlightEvent:
 
 
 @dataclass(frozen=True)
-class DeadLetterView:
+class DeadLetterView(TemplateReadable):
     """An event a read model could not apply: open (it stalls that model until Retry or Skip) or skipped (on the
     dead-letter list for good: every read model of the sandbox leaves it out)."""
 
@@ -119,7 +140,7 @@ class DeadLetterView:
 
 
 @dataclass(frozen=True)
-class ProjectorStatus:
+class ProjectorStatus(TemplateReadable):
     state: str  # "running" | "paused" | "crashed" | "stalled" | "rebuilding" (of the live balance model)
     checkpoint_position: int
     read_version: int
@@ -140,7 +161,7 @@ class ProjectorStatus:
 
 
 @dataclass(frozen=True)
-class ReadSide:
+class ReadSide(TemplateReadable):
     balance: Decimal
     version: int
     history: list[HistoryLineView]
@@ -148,7 +169,7 @@ class ReadSide:
 
 
 @dataclass(frozen=True)
-class QueryAnswer:
+class QueryAnswer(TemplateReadable):
     balance: Decimal
     read_version: int
     write_version: int
@@ -160,7 +181,7 @@ class QueryAnswer:
 
 
 @dataclass(frozen=True)
-class SnapshotView:
+class SnapshotView(TemplateReadable):
     version: int
     state: dict[str, Any]
     taken_at: dt.datetime
@@ -169,7 +190,7 @@ class SnapshotView:
 
 
 @dataclass(frozen=True)
-class TimeTravelView:
+class TimeTravelView(TemplateReadable):
     version: int
     balance: Decimal
     state: dict[str, Any]
@@ -191,7 +212,7 @@ class TimeTravelView:
 
 
 @dataclass(frozen=True)
-class ChartLine:
+class ChartLine(TemplateReadable):
     """One line of the lab's chart, as steps: `before` holds from `since_ms` until the first point, and each
     point's version holds until the next one."""
 
@@ -201,7 +222,7 @@ class ChartLine:
 
 
 @dataclass(frozen=True)
-class ChartSeries:
+class ChartSeries(TemplateReadable):
     """The chart's history from the server, so it survives a reload: the write version at each event's recorded
     time, the read version at each history line's applied time."""
 
@@ -221,7 +242,7 @@ class ChartSeries:
 
 
 @dataclass(frozen=True)
-class GenerationView:
+class GenerationView(TemplateReadable):
     """One generation of the balance read model: during a rebuild the new one fills up beside the live one."""
 
     generation: int
@@ -230,7 +251,7 @@ class GenerationView:
 
 
 @dataclass(frozen=True)
-class FoldStep:
+class FoldStep(TemplateReadable):
     """The event a replay (a rebuild, the retroactive model's catch-up) applied last, and the fold's arithmetic.
 
     For the balance `before`/`after` are the balance; for the largest deposit they are the largest deposit so far
@@ -269,7 +290,7 @@ def _usd(amount: Decimal | None) -> str:
 
 
 @dataclass(frozen=True)
-class Progress:
+class Progress(TemplateReadable):
     done: int
     total: int
     running: bool
@@ -279,7 +300,7 @@ class Progress:
 
 
 @dataclass(frozen=True)
-class RetroModelView:
+class RetroModelView(TemplateReadable):
     enabled: bool
     largest_deposit: Decimal | None
     largest_deposit_position: int | None
@@ -288,7 +309,7 @@ class RetroModelView:
 
 
 @dataclass(frozen=True)
-class EventPage:
+class EventPage(TemplateReadable):
     events: list[EventView]  # newest first
     page: int
     pages: int
@@ -297,7 +318,7 @@ class EventPage:
 
 
 @dataclass(frozen=True)
-class LabState:
+class LabState(TemplateReadable):
     """Everything the panel renders, read in one go."""
 
     sandbox: Any  # the lab.models.Sandbox row it was read from (Any: this module does not import Django)
@@ -326,7 +347,7 @@ class LabState:
 
 
 @dataclass(frozen=True)
-class ReplayFrame:
+class ReplayFrame(TemplateReadable):
     """One step of a replay: the event at `version` and the state right after it (version 0: no event yet)."""
 
     state: TimeTravelView
@@ -347,7 +368,7 @@ class ReplayFrame:
 
 
 @dataclass(frozen=True)
-class MissionView:
+class MissionView(TemplateReadable):
     """One mission as the page lists it (lab.missions): `done` once its check held (or was met before)."""
 
     id: str
@@ -360,7 +381,7 @@ class MissionView:
 
 
 @dataclass(frozen=True)
-class MissionProgress:
+class MissionProgress(TemplateReadable):
     """The missions in order, how many are met, the one to do next, and which tools the page shows."""
 
     missions: tuple[MissionView, ...]
