@@ -82,7 +82,7 @@ class BegunCommand:
     kind: str
     parsed: Decimal | Rejected
     command_id: str
-    pending: Any = None
+    pending: store.group_commit.Pending | None = None
     outcome: CommandOutcome | None = None
 
 
@@ -112,6 +112,8 @@ async def finish_command(begun: BegunCommand) -> CommandOutcome:
     """The second half, on the event loop: the outcome once the command's commit is durable."""
     if begun.outcome is not None:
         return begun.outcome
+    if begun.pending is None:  # begin_command sets one of the two
+        raise RuntimeError("a begun command has neither an outcome nor a commit to wait for")
     try:
         return cast(CommandOutcome, await store.group_commit.wait(begun.pending))
     except (ConcurrencyError, IntegrityError):
