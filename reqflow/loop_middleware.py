@@ -19,6 +19,7 @@ the tests would meet), not block the event loop silently. In sync mode (the test
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -104,28 +105,24 @@ class CSPMiddleware(OnEventLoop, csp.CSPMiddleware):
 
 
 _PER_RESPONSE = tuple(f"_csp_{kind}{ro}" for kind in ("config", "update", "replace", "exempt") for ro in ("", "_ro"))
-_NOT_KEPT = ("not kept",)
-_kept_policies: Any = _NOT_KEPT
 
 
 def _configured_per_response(response: HttpResponseBase) -> bool:
     return any(hasattr(response, name) for name in _PER_RESPONSE)
 
 
+@functools.cache
 def _fixed_policies() -> tuple[tuple[str, str], ...] | None:
     """(header, policy) for both headers as django-csp builds them without a nonce or a view's changes; None
-    when the settings make a response's policy depend on more than that (DEBUG, excluded URL prefixes)."""
-    global _kept_policies
-    if _kept_policies is _NOT_KEPT:
-        settings_ = (getattr(settings, name, None) or {} for name in (_POLICY, _POLICY_RO))
-        if settings.DEBUG or any(policy.get("EXCLUDE_URL_PREFIXES") for policy in settings_):
-            _kept_policies = None
-        else:
-            _kept_policies = (
-                (csp_constants.HEADER, csp_utils.build_policy()),
-                (csp_constants.HEADER_REPORT_ONLY, csp_utils.build_policy(report_only=True)),
-            )
-    return _kept_policies
+    when the settings make a response's policy depend on more than that (DEBUG, excluded URL prefixes). Kept
+    for the process: the settings do not change after start-up except in tests, which the receiver follows."""
+    settings_ = (getattr(settings, name, None) or {} for name in (_POLICY, _POLICY_RO))
+    if settings.DEBUG or any(policy.get("EXCLUDE_URL_PREFIXES") for policy in settings_):
+        return None
+    return (
+        (csp_constants.HEADER, csp_utils.build_policy()),
+        (csp_constants.HEADER_REPORT_ONLY, csp_utils.build_policy(report_only=True)),
+    )
 
 
 _POLICY, _POLICY_RO = "CONTENT_SECURITY_POLICY", "CONTENT_SECURITY_POLICY_REPORT_ONLY"
@@ -133,9 +130,8 @@ _POLICY, _POLICY_RO = "CONTENT_SECURITY_POLICY", "CONTENT_SECURITY_POLICY_REPORT
 
 @receiver(setting_changed)
 def _forget_policies(setting: str, **kwargs: Any) -> None:
-    global _kept_policies
     if setting in (_POLICY, _POLICY_RO, "DEBUG"):
-        _kept_policies = _NOT_KEPT
+        _fixed_policies.cache_clear()
 
 
 class SessionMiddleware(OnEventLoop, sessions.SessionMiddleware):

@@ -34,20 +34,21 @@ def answered(middleware: type[THEIRS], prepare: Callable[[HttpRequest, HttpRespo
 
 @pytest.fixture(autouse=True)
 def nothing_kept() -> Iterator[None]:
-    loop_middleware._kept_policies = loop_middleware._NOT_KEPT
+    loop_middleware._fixed_policies.cache_clear()
     yield
-    loop_middleware._kept_policies = loop_middleware._NOT_KEPT
+    loop_middleware._fixed_policies.cache_clear()
 
 
 def test_a_plain_response_gets_django_csps_header_built_once() -> None:
     _, theirs = answered(THEIRS)
     _, first = answered(OURS)
-    kept = loop_middleware._kept_policies
+    kept = loop_middleware._fixed_policies()
     _, second = answered(OURS)
     assert first[HEADER] == second[HEADER] == theirs[HEADER]
     assert "default-src 'self'" in first[HEADER] and "frame-ancestors 'none'" in first[HEADER]
-    assert kept is not loop_middleware._NOT_KEPT and kept[0] == (HEADER, theirs[HEADER])
-    assert loop_middleware._kept_policies is kept  # the second response used the kept string
+    assert kept is not None and kept[0] == (HEADER, theirs[HEADER])
+    built = loop_middleware._fixed_policies.cache_info()
+    assert (built.misses, built.hits) == (1, 2)  # built for the first response, kept for the check and the second
     assert (HEADER_REPORT_ONLY in first) == (HEADER_REPORT_ONLY in theirs)
 
 
@@ -113,5 +114,5 @@ def test_excluded_prefixes_and_debug_go_through_django_csp() -> None:
         assert HEADER not in response
     with override_settings(DEBUG=True):
         _, response = answered(OURS)
-        assert loop_middleware._kept_policies is None
+        assert loop_middleware._fixed_policies() is None
         assert "default-src 'self'" in response[HEADER]
