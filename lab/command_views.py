@@ -23,7 +23,7 @@ from lab import commands, forms, sandboxes
 from lab.answers import COMMAND_SLOT, _back, _first_error, _htmx_response, _next, _no_room, _page
 from lab.models import Sandbox
 from lab.panel import SHORT_ANSWER_PARTS, CommandAnswer, build_panel, render_parts
-from lab.types import CommandOutcome, Reasons
+from lab.types import CommandOutcome
 from reqflow.http import HtmxHttpRequest
 
 LIVE_HEADER = "X-Lab-Live"  # sent by lab.js on a command while the page's WebSocket is open
@@ -67,7 +67,7 @@ def _invalid(request: HtmxHttpRequest, sandbox: Sandbox, form: forms.CommandForm
     message = _first_error(form)
     field_name = next(iter(form.errors), "amount")
     result = {"accepted": False, "message": message, "rule": "input", "events": [], "invalid": True}
-    panel = build_panel(request, sandbox, next_url=_next(request), result=result, errors=Reasons({field_name: message}),
+    panel = build_panel(request, sandbox, next_url=_next(request), result=result, errors={field_name: message},
                         amount=request.POST.get("amount", "")[:32])  # fmt: skip
     if request.htmx:
         return HttpResponse(render_parts(panel, (), main="lab-command-result", request=request), status=400)

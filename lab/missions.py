@@ -35,7 +35,7 @@ from lab.scenarios import catalog
 from lab.store import EventTally
 from lab.store.values import db_uuid, py_time, py_uuid
 from lab.tools import CORE_TOOLS
-from lab.types import MissionProgress, MissionView, TemplateReadable
+from lab.types import MissionProgress, MissionView
 
 STALE_LAG_MS = 5000  # mission 2 asks for a lag of 5 s or more
 TRAVEL_VERSION = 3  # mission 7: the balance at v=3
@@ -43,7 +43,7 @@ DONE_MARK = "mission-done"  # marks a MissionDone row in the one query that read
 
 
 @dataclass(frozen=True)
-class Situation(TemplateReadable):
+class Situation:
     """What the checks read, gathered in three queries."""
 
     tally: EventTally
@@ -80,7 +80,7 @@ def _stale_read(s: Situation) -> bool:
 
 
 @dataclass(frozen=True)
-class Mission(TemplateReadable):
+class Mission:
     id: str
     title: str
     goal: str

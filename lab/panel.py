@@ -117,7 +117,7 @@ class Panel(TemplateReadable):
     query_waited_for: int | None = None
     tt_version: int = 0
     replay_version: int = 0
-    errors: Reasons = field(default_factory=Reasons)  # field -> its error ("" for a field without one)
+    errors: dict[str, str] = field(default_factory=Reasons)  # field -> its error; kept as Reasons, see below
     amount: str = ""
     ws_path: str = WS_PATH
     presets: tuple[str, ...] = forms.AMOUNT_PRESETS
@@ -128,6 +128,12 @@ class Panel(TemplateReadable):
     undo_due_ms: int | None = None  # until when a reset can be undone (epoch ms), None = nothing to undo
     reveal: predictions.Reveal | None = None  # the real answer to the prediction this tab just made
     shared: share.Landing | None = None  # a situation someone shared in this page's link, to confirm
+
+    def __post_init__(self) -> None:
+        # The templates ask for every field's error; as Reasons the fields without one answer "" directly
+        # instead of through the template language's failed-lookup path. Callers may pass a plain dict.
+        if not isinstance(self.errors, Reasons):
+            self.errors = Reasons(self.errors)
 
     @property
     def expected_version(self) -> int:
