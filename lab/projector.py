@@ -40,6 +40,7 @@ from lab.copying import copy_state
 from lab.domain_projections import step_domain
 from lab.models import ACCOUNT, BALANCE, LARGEST_DEPOSIT, RETRO_GENERATION, STATE_ONLY, Sandbox
 from lab.outage import Outage, is_unavailable
+from lab.projection_durability import relax_projection_commits
 from lab.projections import Busy, checkpoint, project, sandbox_row
 from lab.rebuild import REBUILD_BATCH, pace, rebuild_step
 from lab.sandboxes import purge_idle_on_schedule
@@ -252,6 +253,7 @@ class Projector:
         def call() -> T:
             close_old_connections()  # drops a connection that broke (errors, a restarted database)
             try:
+                relax_projection_commits(connection)  # no fsync per step on SQLite: lab/projection_durability.py
                 return fn(*args, **kwargs)
             finally:
                 # This thread belongs to the projector and lives as long as its loop, so it keeps its connection
