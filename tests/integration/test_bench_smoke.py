@@ -47,6 +47,7 @@ def test_every_benchmark_runs_and_reports_every_figure(tmp_path):
         "lag_error_ms_p99",
         "visible_latency_lag0_ms_p50",
         "visible_latency_lag0_ms_p99",
+        "sqlite_commit_ms_p99",  # the same run's bare commit times: what the disk adds to the latency tails
         # The eventsourcing peers, each measured beside ours in the same run (issue 12).
         "peer_append_events_per_s",
         "append_vs_peer",
