@@ -4,6 +4,7 @@ migrated, and checked to run at the app's own durability (WAL, synchronous=FULL)
 from __future__ import annotations
 
 import pathlib
+import sqlite3
 import sys
 import threading
 import time
@@ -24,6 +25,23 @@ def setup_django() -> None:
         mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
         sync = cursor.execute("PRAGMA synchronous").fetchone()[0]
     assert (mode, sync) == ("wal", 2), f"benchmark must run at WAL + synchronous=FULL, not {mode}/{sync}"
+
+
+def raw_sqlite(path: pathlib.Path) -> sqlite3.Connection:
+    """Plain sqlite3 at the app's durability (WAL, synchronous=FULL) with a bare table: what this disk gives one
+    writer, the floor our figures are set beside. Close it when done."""
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("PRAGMA journal_mode=WAL")
+    raw.execute("PRAGMA synchronous=FULL")
+    raw.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT, body TEXT)")
+    return raw
+
+
+def raw_insert(raw: sqlite3.Connection) -> None:
+    """One small row in a transaction of its own: its COMMIT is one fsync."""
+    raw.execute("BEGIN IMMEDIATE")
+    raw.execute("INSERT INTO t (stream, body) VALUES (?, ?)", ("s", '{"amount_cents": 5000}'))
+    raw.execute("COMMIT")
 
 
 def run_together(items, prepare, work, cleanup=lambda item: None) -> float:  # type: ignore[no-untyped-def]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -55,16 +54,13 @@ def run(tmpdir: pathlib.Path, events: int = EVENTS) -> dict[str, float]:
 
 def _raw_rate(path: pathlib.Path, events: int) -> float:
     """One thread, one INSERT per transaction, each COMMIT an fsync: what one writer gets from this disk."""
-    raw = sqlite3.connect(path, isolation_level=None)
+    from bench_db import raw_insert, raw_sqlite
+
+    raw = raw_sqlite(path)
     try:
-        raw.execute("PRAGMA journal_mode=WAL")
-        raw.execute("PRAGMA synchronous=FULL")
-        raw.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT, body TEXT)")
         started = time.perf_counter()
         for _ in range(events):
-            raw.execute("BEGIN IMMEDIATE")
-            raw.execute("INSERT INTO t (stream, body) VALUES (?, ?)", ("s", '{"amount_cents": 5000}'))
-            raw.execute("COMMIT")
+            raw_insert(raw)
         return events / (time.perf_counter() - started)
     finally:
         raw.close()

@@ -128,19 +128,16 @@ def _bare_commits(path: pathlib.Path, samples: int) -> dict[str, float]:
     COMMIT, a commit every 5 ms. The visible latency starts at recorded_at, before its COMMIT's fsync, so a p99
     above 50 ms here means the disk, not the code, set the visible p99 (seen on one machine: fsyncs of 0.1-0.5 s
     now and then under a steady write load)."""
-    import sqlite3
+    if str(ROOT / "bench") not in sys.path:  # run by bench/run.py or standalone: bench_db sits beside this file
+        sys.path.insert(0, str(ROOT / "bench"))
+    from bench_db import raw_insert, raw_sqlite
 
-    db = sqlite3.connect(path, isolation_level=None)
+    db = raw_sqlite(path)
     try:
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB)")
         times = []
         for _ in range(samples):
             started = time.perf_counter()
-            db.execute("BEGIN IMMEDIATE")
-            db.execute("INSERT INTO t (body) VALUES (randomblob(300))")
-            db.execute("COMMIT")
+            raw_insert(db)
             times.append((time.perf_counter() - started) * 1000)
             time.sleep(0.005)
     finally:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -43,7 +42,7 @@ def run(tmpdir: pathlib.Path) -> dict[str, float]:
 
 
 def _measure() -> dict[str, float]:
-    from bench_db import setup_django
+    from bench_db import raw_insert, raw_sqlite, setup_django
 
     setup_django()
     from django.db import connection
@@ -61,10 +60,7 @@ def _measure() -> dict[str, float]:
     # Each run is paired with raw sqlite3 doing the same one-insert transactions on a bare table in the same
     # folder at the same settings: that is the fsync floor of this disk, and on a shared machine it moves a lot.
     raw_path = pathlib.Path(str(connection.settings_dict["NAME"]) + ".raw")
-    raw = sqlite3.connect(raw_path, isolation_level=None)
-    raw.execute("PRAGMA journal_mode=WAL")
-    raw.execute("PRAGMA synchronous=FULL")
-    raw.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT, body TEXT)")
+    raw = raw_sqlite(raw_path)
     from peer_eventsourcing import sequential_appends, sqlite_bank
 
     peer = sqlite_bank(str(connection.settings_dict["NAME"]) + ".peer")
@@ -72,9 +68,7 @@ def _measure() -> dict[str, float]:
     for _ in range(RUNS):
         started = time.perf_counter()
         for _i in range(APPENDS):
-            raw.execute("BEGIN IMMEDIATE")
-            raw.execute("INSERT INTO t (stream, body) VALUES (?, ?)", ("s", '{"amount_cents": 5000}'))
-            raw.execute("COMMIT")
+            raw_insert(raw)
         raw_rates.append(APPENDS / (time.perf_counter() - started))
         sandbox = Sandbox.objects.create()
         n = APPENDS
