@@ -15,6 +15,7 @@ lower position may commit after a higher one, so a reader must never tail the wh
 # ruff: noqa: S608  (SQL is built only from model table names; every value is a parameter)
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -72,19 +73,22 @@ def recorded_row(row: Sequence[Any]) -> RecordedEvent:
 
 
 def _insert_params(
+    db: Any,
     sandbox_id: uuid.UUID,
     stream_id: str,
     events: Sequence[NewEvent],
     expected_version: int,
     metadata: Metadata,
-    db_at: Any,
+    at: Any,
 ) -> list[tuple[Any, ...]]:
-    """The parameters of _INSERT for each event: its row, then the stream and the version it expects as head."""
-    head = (db_uuid(sandbox_id), stream_id)
-    tail = (metadata.command_id, db_uuid(metadata.correlation_id), db_uuid(metadata.causation_id), db_at, stream_id)
+    """The parameters of _INSERT for each event on connection `db`: its row, then the stream and the version it
+    expects as head."""
+    head = (db_uuid(sandbox_id, db), stream_id)
+    ids = (db_uuid(metadata.correlation_id, db), db_uuid(metadata.causation_id, db))
+    tail = (metadata.command_id, *ids, db_time(at, db), stream_id)
     rows = []
     for i, e in enumerate(events):
-        row = (e.event_type, e.schema_version, db_json(e.payload), db_uuid(e.event_id))
+        row = (e.event_type, e.schema_version, db_json(e.payload, db), db_uuid(e.event_id, db))
         rows.append((*head, expected_version + i + 1, *row, *tail, expected_version + i))
     return rows
 
@@ -190,21 +194,39 @@ class DjangoEventStore:
                 # transaction usable and nothing half-done.
                 with transaction.atomic():
                     return self._append_locked(sandbox_id, stream_id, events, expected_version, metadata)
-            if db.vendor == "sqlite" and not group_commit.applies():
-                return self._append_sqlite(db, sandbox_id, stream_id, events, expected_version, metadata)
-            # SQLite: the append shares the next transaction (and its fsync) with the writes that arrive while
-            # one is being written, in a savepoint of its own; answered once that commit returned. PostgreSQL:
-            # a transaction of its own, as always.
-            # One event is one guarded INSERT, which writes nothing when it fails: it needs no savepoint.
-            return group_commit.run(
-                lambda: self._append_locked(sandbox_id, stream_id, events, expected_version, metadata),
-                savepoint=len(events) > 1,
-            )
+            return self._append_committed(db, sandbox_id, stream_id, events, expected_version, metadata)
         except IntegrityError as exc:
             actual = self.stream_version(stream_id)
             if actual != expected_version:
                 raise ConcurrencyError(stream_id, expected_version, actual) from exc
             raise DuplicateEventId(f"an event id of this append is already stored: {exc}") from exc
+
+    def _append_committed(
+        self,
+        db: Any,
+        sandbox_id: uuid.UUID,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: int,
+        metadata: Metadata,
+    ) -> list[RecordedEvent]:
+        """An append outside any transaction, durable when it returns. SQLite: it shares the next transaction
+        (and its fsync) with the writes that arrive while one is being written, in a savepoint of its own; one
+        event is one guarded INSERT, which writes nothing when it fails, so it needs no savepoint. A lone appender
+        (nothing else being written) commits by itself, straight on SQLite. PostgreSQL: a transaction of its own.
+        """
+        if db.vendor == "sqlite" and not group_commit.applies():
+            return self._append_sqlite(db, sandbox_id, stream_id, events, expected_version, metadata)
+        alone = None
+        if db.vendor == "sqlite":
+            alone = functools.partial(
+                self._append_sqlite, db, sandbox_id, stream_id, events, expected_version, metadata
+            )
+        return group_commit.run(
+            lambda: self._append_locked(sandbox_id, stream_id, events, expected_version, metadata),
+            savepoint=len(events) > 1,
+            alone=alone,
+        )
 
     def _append_sqlite(
         self,
@@ -215,8 +237,8 @@ class DjangoEventStore:
         expected_version: int,
         metadata: Metadata,
     ) -> list[RecordedEvent]:
-        """A standalone append on SQLite in a transaction of its own (group commit bypassed, or an in-memory
-        database), straight on the DB-API connection: BEGIN IMMEDIATE; the guarded INSERTs; COMMIT. Only used
+        """A standalone append on SQLite in a transaction of its own (a lone appender, group commit bypassed, or
+        an in-memory database), straight on the DB-API connection: BEGIN IMMEDIATE; the guarded INSERTs; COMMIT. Only used
         outside atomic(), so Django's transaction bookkeeping never sees a transaction it did not start.
         """
         db.ensure_connection()
@@ -227,7 +249,7 @@ class DjangoEventStore:
                 # Stamped inside the write lock, as on the general path: recorded_at never decreases along a
                 # stream's positions (lab.store.reads.event_at_time and the projector's due prefix rely on it).
                 at = timezone.now()
-                rows = _insert_params(sandbox_id, stream_id, events, expected_version, metadata, db_time(at))
+                rows = _insert_params(db, sandbox_id, stream_id, events, expected_version, metadata, at)
                 positions = _insert_raw(db, rows, stream_id, expected_version)
                 raw.execute("COMMIT")
             except BaseException:
@@ -249,8 +271,8 @@ class DjangoEventStore:
         if lock:
             lock_for_append(sandbox_id)
         at = timezone.now()
-        rows = _insert_params(sandbox_id, stream_id, events, expected_version, metadata, db_time(at))
         db = connections[DEFAULT_DB_ALIAS]
+        rows = _insert_params(db, sandbox_id, stream_id, events, expected_version, metadata, at)
         if db.vendor == "sqlite":
             positions = _insert_raw(db, rows, stream_id, expected_version)
         else:

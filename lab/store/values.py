@@ -1,7 +1,9 @@
 """Values between Python and the database, for the store's raw SQL (and the projector's history insert).
 
 SQLite keeps UUIDs as 32 hex characters and JSON and datetimes as text; PostgreSQL keeps all three natively.
-Raw SQL skips the ORM's conversions (it is the hot path), so these few adapters stand in for them.
+Raw SQL skips the ORM's conversions (it is the hot path), so these few adapters stand in for them. Each takes
+the connection to convert for (`db`, by default this thread's): the append passes the one it looked up, since
+every reach through the `connection` proxy is a thread-local lookup, and an append made eight of them.
 """
 
 from __future__ import annotations
@@ -15,16 +17,16 @@ from typing import Any
 from django.db import connection
 
 
-def db_uuid(value: uuid.UUID) -> Any:
-    return value if connection.features.has_native_uuid_field else value.hex
+def db_uuid(value: uuid.UUID, db: Any = connection) -> Any:
+    return value if db.features.has_native_uuid_field else value.hex
 
 
-def db_json(value: Any) -> Any:
-    return connection.ops.adapt_json_value(value, None)
+def db_json(value: Any, db: Any = connection) -> Any:
+    return db.ops.adapt_json_value(value, None)
 
 
-def db_time(value: dt.datetime) -> Any:
-    return connection.ops.adapt_datetimefield_value(value)
+def db_time(value: dt.datetime, db: Any = connection) -> Any:
+    return db.ops.adapt_datetimefield_value(value)
 
 
 def py_uuid(value: Any) -> uuid.UUID:

@@ -241,6 +241,67 @@ def test_a_command_is_answered_only_once_its_batch_committed():
     assert events_visible_elsewhere([outcome.events[0].position]) == {outcome.events[0].position}
 
 
+def test_a_lone_caller_commits_by_itself_and_a_queued_one_shares_the_batch():
+    """`alone` is how a caller that finds nothing else being written commits by itself (the event store's raw
+    BEGIN IMMEDIATE ... COMMIT); a caller that arrives while another write is going on is queued instead, and its
+    `work` runs in the writer's shared transaction. Either way the event is committed when the call returns."""
+    from django.db import DEFAULT_DB_ALIAS, connections
+
+    sandbox = Sandbox.objects.create()
+    ran: list[str] = []
+
+    def forms(name: str, version: int):
+        meta = Metadata.for_command(name)
+        new = [NewEvent("Deposited", 2, {"amount_cents": 100, "currency": "USD"})]
+
+        def shared():
+            ran.append(f"{name}: shared")
+            return store.event_store._append_locked(sandbox.pk, sandbox.stream_id, new, version, meta)
+
+        def alone():
+            ran.append(f"{name}: alone")
+            db = connections[DEFAULT_DB_ALIAS]
+            return store.event_store._append_sqlite(db, sandbox.pk, sandbox.stream_id, new, version, meta)
+
+        return shared, alone
+
+    shared, alone = forms("lone", 0)
+    before = group_commit.stats()
+    (lone,) = group_commit.run(shared, alone=alone)
+    assert group_commit.stats().commits == before.commits + 1
+    assert not connection.in_atomic_block and connection.get_autocommit()  # Django's state as it was
+    assert events_visible_elsewhere([lone.position]) == {lone.position}
+
+    gate, results = Gate(), {}
+    threads = [submit_in_thread(gate, results, "gate")]
+    assert gate.entered.wait(10)
+    shared, alone = forms("queued", 1)
+    threads.append(submit_in_thread(shared, results, "queued", alone=alone))
+    wait_queued(1)
+    gate.release.set()
+    for t in threads:
+        t.join(30)
+    assert ran == ["lone: alone", "queued: shared"]
+    assert results["queued"][0].version == 2
+    assert [e.command_id for e in store.event_store.read_stream(sandbox.stream_id)] == ["lone", "queued"]
+
+
+def test_the_event_stores_lone_append_commits_without_djangos_atomic(monkeypatch):
+    """On SQLite a lone append (nothing else being written) is one raw BEGIN IMMEDIATE, INSERT, COMMIT: the route
+    through atomic() is refused here, and both a good append and a stale one still answer as they should."""
+
+    def refuse(work):
+        raise AssertionError("a lone append went through atomic()")
+
+    monkeypatch.setattr(group_commit, "_inline", refuse)
+    sandbox = Sandbox.objects.create()
+    (event,) = one_deposit(sandbox, 0, "lone")()
+    with pytest.raises(ConcurrencyError):
+        one_deposit(sandbox, 0, "stale")()
+    assert events_visible_elsewhere([event.position]) == {event.position}
+    assert [e.command_id for e in store.event_store.read_stream(sandbox.stream_id)] == ["lone"]
+
+
 def test_inside_a_callers_transaction_the_work_runs_inline_in_it():
     """A caller already in a transaction keeps its writes in it (no writer thread, no commit of its own)."""
     from django.db import transaction
