@@ -238,8 +238,8 @@ class DjangoEventStore:
         metadata: Metadata,
     ) -> list[RecordedEvent]:
         """A standalone append on SQLite in a transaction of its own (a lone appender, group commit bypassed, or
-        an in-memory database), straight on the DB-API connection: BEGIN IMMEDIATE; the guarded INSERTs; COMMIT. Only used
-        outside atomic(), so Django's transaction bookkeeping never sees a transaction it did not start.
+        an in-memory database), straight on the DB-API connection: BEGIN IMMEDIATE; the guarded INSERTs; COMMIT.
+        Only used outside atomic(), so Django's transaction bookkeeping never sees a transaction it did not start.
         """
         db.ensure_connection()
         raw = db.connection
