@@ -107,7 +107,6 @@ def _measure() -> dict[str, float]:
     from lab.engine.store import Metadata, NewEvent
     from lab.models import Sandbox
     from lab.store.events import _INSERT, EVENTS, _insert_params
-    from lab.store.values import db_time
 
     assert connection.vendor == "postgresql"
     call_command("migrate", verbosity=0)
@@ -122,9 +121,8 @@ def _measure() -> dict[str, float]:
         # What every append did before: the same transaction and guarded INSERT behind the table lock.
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(f"LOCK TABLE {EVENTS} IN EXCLUSIVE MODE")
-            at = db_time(timezone.now())
-            (params,) = _insert_params(sandbox.pk, sandbox.stream_id, [NewEvent("Deposited", 2, payload)],
-                                       version, meta, at)  # fmt: skip
+            (params,) = _insert_params(connection, sandbox.pk, sandbox.stream_id,
+                                       [NewEvent("Deposited", 2, payload)], version, meta, timezone.now())  # fmt: skip
             cursor.execute(_INSERT, params)
             assert cursor.fetchone() is not None
 

@@ -51,6 +51,8 @@ def test_every_benchmark_runs_and_reports_every_figure(tmp_path):
         # The eventsourcing peers, each measured beside ours in the same run (issue 12).
         "peer_append_events_per_s",
         "append_vs_peer",
+        "append_floor_per_s",
+        "append_floor_vs_peer",
         "peer_projector_events_per_s",
         "projector_vs_peer",
         # PostgreSQL through deploy/services.py: the local server, else a throwaway one, so never missing.
