@@ -20,6 +20,7 @@ from django.utils import timezone
 from lab.domain_catalog import LABS, DomainLab
 from lab.domain_types import DomainLabView, DomainTimeTravel, RestartReport
 from lab.engine.domains.ledger import EXTERNAL
+from lab.types import Reasons
 
 TEMPLATE = "lab/domain/lab.html"
 PAGE = "lab/domain/page.html"
@@ -37,9 +38,15 @@ class DomainPanel:
     tab: str = field(default_factory=lambda: f"tab{secrets.token_hex(2)}")  # this page's name in the document log
     slot: str | None = None  # the result slot that answers (a control's id), and what it says
     message: dict[str, Any] | None = None
-    values: dict[str, str] = field(default_factory=dict)  # a refused form's input, shown again
+    values: dict[str, str] = field(default_factory=Reasons)  # a refused form's input, shown again
     time_travel: DomainTimeTravel | None = None
     restart: RestartReport | None = None
+
+    def __post_init__(self) -> None:
+        # The forms ask for every field's earlier input; as Reasons a name never given answers "" directly
+        # instead of through the template language's failed-lookup path. Callers may pass a plain dict.
+        if not isinstance(self.values, Reasons):
+            self.values = Reasons(self.values)
 
     @property
     def domain(self) -> str:
@@ -83,6 +90,18 @@ class DomainPanel:
         return sorted(name for name in balances if name != EXTERNAL)
 
     @property
+    def first_account(self) -> str:
+        """The account a deposit or transfer form suggests first ("" before any is open)."""
+        accounts = self.accounts
+        return accounts[0] if accounts else ""
+
+    @property
+    def second_account(self) -> str:
+        """The account a transfer form suggests as its other side ("" until two are open)."""
+        accounts = self.accounts
+        return accounts[1] if len(accounts) > 1 else ""
+
+    @property
     def next_account(self) -> str:
         """A name to offer in the "open an account" field, so a first visit can just press Open."""
         return next((name for name in SUGGESTED_ACCOUNTS if name not in self.accounts), "")
@@ -120,4 +139,4 @@ def render_parts(
 
 
 def render_page(request: HttpRequest, panel: DomainPanel) -> str:
-    return render_to_string(PAGE, {"dlab": panel}, request=request)
+    return render_to_string(PAGE, {"dlab": panel, "oob": False}, request=request)  # see lab.templatetags.lab_panel

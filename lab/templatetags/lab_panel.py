@@ -15,4 +15,6 @@ register = template.Library()
 @register.simple_tag(takes_context=True)
 def lab_panel(context: template.Context) -> SafeString:
     request = context["request"]
-    return render_to_string(PANEL, {"lab": panel_for_page(request)}, request=request)
+    # `oob` is given though false: every partial asks for it, and a missing name is a raised and caught exception
+    # in the template engine each time (30 per page: 1-4% of the page's time in-process, measured alternately).
+    return render_to_string(PANEL, {"lab": panel_for_page(request), "oob": False}, request=request)
