@@ -106,7 +106,7 @@ def _measure() -> dict[str, float]:
     from lab import store
     from lab.engine.store import Metadata, NewEvent
     from lab.models import Sandbox
-    from lab.store.events import _INSERT, EVENTS, _insert_params
+    from lab.store.events import _INSERT, EVENTS, Append, _insert_params
 
     assert connection.vendor == "postgresql"
     call_command("migrate", verbosity=0)
@@ -121,8 +121,8 @@ def _measure() -> dict[str, float]:
         # What every append did before: the same transaction and guarded INSERT behind the table lock.
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(f"LOCK TABLE {EVENTS} IN EXCLUSIVE MODE")
-            (params,) = _insert_params(connection, sandbox.pk, sandbox.stream_id,
-                                       [NewEvent("Deposited", 2, payload)], version, meta, timezone.now())  # fmt: skip
+            append = Append(sandbox.pk, sandbox.stream_id, [NewEvent("Deposited", 2, payload)], version, meta)
+            (params,) = _insert_params(connection, append, timezone.now())
             cursor.execute(_INSERT, params)
             assert cursor.fetchone() is not None
 

@@ -15,9 +15,11 @@ lower position may commit after a higher one, so a reader must never tail the wh
 # ruff: noqa: S608  (SQL is built only from model table names; every value is a parameter)
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
@@ -72,24 +74,31 @@ def recorded_row(row: Sequence[Any]) -> RecordedEvent:
     )
 
 
-def _insert_params(
-    db: Any,
-    sandbox_id: uuid.UUID,
-    stream_id: str,
-    events: Sequence[NewEvent],
-    expected_version: int,
-    metadata: Metadata,
-    at: Any,
-) -> list[tuple[Any, ...]]:
+@dataclass(frozen=True, slots=True)
+class Append:
+    """One append as each of its routes (in a caller's transaction, alone, in a shared commit) receives it."""
+
+    sandbox_id: uuid.UUID
+    stream_id: str
+    events: Sequence[NewEvent]
+    expected_version: int
+    metadata: Metadata
+
+    def recorded(self, positions: Sequence[int], at: dt.datetime) -> list[RecordedEvent]:
+        return recorded_events(self.stream_id, self.events, positions, self.expected_version, self.metadata, at)
+
+
+def _insert_params(db: Any, append: Append, at: dt.datetime) -> list[tuple[Any, ...]]:
     """The parameters of _INSERT for each event on connection `db`: its row, then the stream and the version it
     expects as head."""
-    head = (db_uuid(sandbox_id, db), stream_id)
-    ids = (db_uuid(metadata.correlation_id, db), db_uuid(metadata.causation_id, db))
-    tail = (metadata.command_id, *ids, db_time(at, db), stream_id)
+    meta, stream_id, expected = append.metadata, append.stream_id, append.expected_version
+    head = (db_uuid(append.sandbox_id, db), stream_id)
+    ids = (db_uuid(meta.correlation_id, db), db_uuid(meta.causation_id, db))
+    tail = (meta.command_id, *ids, db_time(at, db), stream_id)
     rows = []
-    for i, e in enumerate(events):
+    for i, e in enumerate(append.events):
         row = (e.event_type, e.schema_version, db_json(e.payload, db), db_uuid(e.event_id, db))
-        rows.append((*head, expected_version + i + 1, *row, *tail, expected_version + i))
+        rows.append((*head, expected + i + 1, *row, *tail, expected + i))
     return rows
 
 
@@ -181,11 +190,11 @@ class DjangoEventStore:
         PostgreSQL it is unusable after one), so a duplicate event id is raised without reading the head."""
         if expected_version < 0:
             raise ValueError("expected_version must be 0 or more")
-        sandbox_id = sandbox_id_of(stream_id)
+        append = Append(sandbox_id_of(stream_id), stream_id, events, expected_version, metadata)
         db = connections[DEFAULT_DB_ALIAS]
         if caller_locked and db.in_atomic_block:
             try:
-                return self._append_locked(sandbox_id, stream_id, events, expected_version, metadata, lock=False)
+                return self._append_locked(append, lock=False)
             except IntegrityError as exc:  # the lock rules out a version taken meanwhile: an event id is stored
                 raise DuplicateEventId(f"an event id of this append is already stored: {exc}") from exc
         try:
@@ -193,50 +202,28 @@ class DjangoEventStore:
                 # Nested in a caller's transaction it is a savepoint, so a refused append leaves the caller's
                 # transaction usable and nothing half-done.
                 with transaction.atomic():
-                    return self._append_locked(sandbox_id, stream_id, events, expected_version, metadata)
-            return self._append_committed(db, sandbox_id, stream_id, events, expected_version, metadata)
+                    return self._append_locked(append)
+            return self._append_committed(db, append)
         except IntegrityError as exc:
             actual = self.stream_version(stream_id)
             if actual != expected_version:
                 raise ConcurrencyError(stream_id, expected_version, actual) from exc
             raise DuplicateEventId(f"an event id of this append is already stored: {exc}") from exc
 
-    def _append_committed(
-        self,
-        db: Any,
-        sandbox_id: uuid.UUID,
-        stream_id: str,
-        events: Sequence[NewEvent],
-        expected_version: int,
-        metadata: Metadata,
-    ) -> list[RecordedEvent]:
+    def _append_committed(self, db: Any, append: Append) -> list[RecordedEvent]:
         """An append outside any transaction, durable when it returns. SQLite: it shares the next transaction
         (and its fsync) with the writes that arrive while one is being written, in a savepoint of its own; one
         event is one guarded INSERT, which writes nothing when it fails, so it needs no savepoint. A lone appender
         (nothing else being written) commits by itself, straight on SQLite. PostgreSQL: a transaction of its own.
         """
         if db.vendor == "sqlite" and not group_commit.applies():
-            return self._append_sqlite(db, sandbox_id, stream_id, events, expected_version, metadata)
-        alone = None
-        if db.vendor == "sqlite":
-            alone = functools.partial(
-                self._append_sqlite, db, sandbox_id, stream_id, events, expected_version, metadata
-            )
+            return self._append_sqlite(db, append)
+        alone = functools.partial(self._append_sqlite, db, append) if db.vendor == "sqlite" else None
         return group_commit.run(
-            lambda: self._append_locked(sandbox_id, stream_id, events, expected_version, metadata),
-            savepoint=len(events) > 1,
-            alone=alone,
+            functools.partial(self._append_locked, append), savepoint=len(append.events) > 1, alone=alone
         )
 
-    def _append_sqlite(
-        self,
-        db: Any,
-        sandbox_id: uuid.UUID,
-        stream_id: str,
-        events: Sequence[NewEvent],
-        expected_version: int,
-        metadata: Metadata,
-    ) -> list[RecordedEvent]:
+    def _append_sqlite(self, db: Any, append: Append) -> list[RecordedEvent]:
         """A standalone append on SQLite in a transaction of its own (a lone appender, group commit bypassed, or
         an in-memory database), straight on the DB-API connection: BEGIN IMMEDIATE; the guarded INSERTs; COMMIT.
         Only used outside atomic(), so Django's transaction bookkeeping never sees a transaction it did not start.
@@ -249,30 +236,22 @@ class DjangoEventStore:
                 # Stamped inside the write lock, as on the general path: recorded_at never decreases along a
                 # stream's positions (lab.store.reads.event_at_time and the projector's due prefix rely on it).
                 at = timezone.now()
-                rows = _insert_params(db, sandbox_id, stream_id, events, expected_version, metadata, at)
-                positions = _insert_raw(db, rows, stream_id, expected_version)
+                rows = _insert_params(db, append, at)
+                positions = _insert_raw(db, rows, append.stream_id, append.expected_version)
                 raw.execute("COMMIT")
             except BaseException:
                 if raw.in_transaction:
                     raw.execute("ROLLBACK")
                 raise
-        return recorded_events(stream_id, events, positions, expected_version, metadata, at)
+        return append.recorded(positions, at)
 
-    def _append_locked(
-        self,
-        sandbox_id: uuid.UUID,
-        stream_id: str,
-        events: Sequence[NewEvent],
-        expected_version: int,
-        metadata: Metadata,
-        *,
-        lock: bool = True,
-    ) -> list[RecordedEvent]:
+    def _append_locked(self, append: Append, *, lock: bool = True) -> list[RecordedEvent]:
         if lock:
-            lock_for_append(sandbox_id)
+            lock_for_append(append.sandbox_id)
         at = timezone.now()
         db = connections[DEFAULT_DB_ALIAS]
-        rows = _insert_params(db, sandbox_id, stream_id, events, expected_version, metadata, at)
+        rows = _insert_params(db, append, at)
+        stream_id, expected_version = append.stream_id, append.expected_version
         if db.vendor == "sqlite":
             positions = _insert_raw(db, rows, stream_id, expected_version)
         else:
@@ -285,7 +264,7 @@ class DjangoEventStore:
                         cursor.execute(_HEAD, [stream_id])
                         raise ConcurrencyError(stream_id, expected_version, cursor.fetchone()[0])
                     positions.append(found[0])
-        return recorded_events(stream_id, events, positions, expected_version, metadata, at)
+        return append.recorded(positions, at)
 
     def stream_version(self, stream_id: str) -> int:
         with connection.cursor() as cursor:

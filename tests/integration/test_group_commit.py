@@ -22,6 +22,7 @@ from lab.engine.snapshots import state_from_dict
 from lab.engine.store import ConcurrencyError, Metadata, NewEvent
 from lab.models import CommandRecord, Sandbox, StoredEvent
 from lab.store import group_commit
+from lab.store.events import Append
 from lab.store.values import py_json
 from tests.integration.test_concurrency import run_threads
 
@@ -196,7 +197,7 @@ def test_a_failing_or_conflicting_job_rolls_back_alone_inside_a_shared_commit():
     def two_events():
         meta = Metadata.for_command("pair")
         pair = [NewEvent("Deposited", 2, {"amount_cents": c, "currency": "USD"}) for c in (1, 2)]
-        return store.event_store._append_locked(good.pk, good.stream_id, pair, 0, meta)
+        return store.event_store._append_locked(Append(good.pk, good.stream_id, pair, 0, meta))
 
     threads.append(submit_in_thread(two_events, results, "pair"))
     threads.append(submit_in_thread(two_then_fail, results, "bad"))
@@ -256,12 +257,12 @@ def test_a_lone_caller_commits_by_itself_and_a_queued_one_shares_the_batch():
 
         def shared():
             ran.append(f"{name}: shared")
-            return store.event_store._append_locked(sandbox.pk, sandbox.stream_id, new, version, meta)
+            return store.event_store._append_locked(Append(sandbox.pk, sandbox.stream_id, new, version, meta))
 
         def alone():
             ran.append(f"{name}: alone")
             db = connections[DEFAULT_DB_ALIAS]
-            return store.event_store._append_sqlite(db, sandbox.pk, sandbox.stream_id, new, version, meta)
+            return store.event_store._append_sqlite(db, Append(sandbox.pk, sandbox.stream_id, new, version, meta))
 
         return shared, alone
 
