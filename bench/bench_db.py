@@ -27,12 +27,18 @@ def setup_django() -> None:
     assert (mode, sync) == ("wal", 2), f"benchmark must run at WAL + synchronous=FULL, not {mode}/{sync}"
 
 
-def raw_sqlite(path: pathlib.Path) -> sqlite3.Connection:
-    """Plain sqlite3 at the app's durability (WAL, synchronous=FULL) with a bare table: what this disk gives one
-    writer, the floor our figures are set beside. Close it when done."""
+def plain_sqlite(path: pathlib.Path) -> sqlite3.Connection:
+    """Plain sqlite3 (autocommit, no Django) on `path` at the app's durability: WAL, synchronous=FULL."""
     raw = sqlite3.connect(path, isolation_level=None)
     raw.execute("PRAGMA journal_mode=WAL")
     raw.execute("PRAGMA synchronous=FULL")
+    return raw
+
+
+def raw_sqlite(path: pathlib.Path) -> sqlite3.Connection:
+    """`plain_sqlite` with a bare table: what this disk gives one writer, the floor our figures are set beside.
+    Close it when done."""
+    raw = plain_sqlite(path)
     raw.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT, body TEXT)")
     return raw
 

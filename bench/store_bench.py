@@ -44,7 +44,7 @@ def run(tmpdir: pathlib.Path) -> dict[str, float]:
 
 
 def _measure() -> dict[str, float]:
-    from bench_db import raw_insert, raw_sqlite, setup_django
+    from bench_db import plain_sqlite, raw_insert, raw_sqlite, setup_django
 
     setup_django()
     from django.db import connection
@@ -66,7 +66,7 @@ def _measure() -> dict[str, float]:
     from peer_eventsourcing import sequential_appends, sqlite_bank
 
     peer = sqlite_bank(str(connection.settings_dict["NAME"]) + ".peer")
-    floor = schema_floor_connection(pathlib.Path(connection.settings_dict["NAME"]))
+    floor = plain_sqlite(pathlib.Path(connection.settings_dict["NAME"]))  # the app's own file and events table
     rates, raw_rates, peer_rates, floor_rates = [], [], [], []
     for _ in range(RUNS):
         started = time.perf_counter()
@@ -141,14 +141,6 @@ def _measure() -> dict[str, float]:
     results["load_1k_snapshot_ms"] = load_ms(stream_of(1_000, 100), 1_000)
     results["load_50k_snapshot_ms"] = load_ms(stream_of(50_000, 100), 50_000)
     return results
-
-
-def schema_floor_connection(path: pathlib.Path) -> sqlite3.Connection:
-    """Plain sqlite3 on the app's own database file, at its settings (WAL, synchronous=FULL)."""
-    floor = sqlite3.connect(path, isolation_level=None)
-    floor.execute("PRAGMA journal_mode=WAL")
-    floor.execute("PRAGMA synchronous=FULL")
-    return floor
 
 
 def schema_floor_appends(floor: sqlite3.Connection, n: int) -> float:

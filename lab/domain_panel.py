@@ -11,6 +11,7 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from django.http import HttpRequest
@@ -83,7 +84,7 @@ class DomainPanel:
 
     # What the domain's forms offer (names to pick from); read from the write model, which is never behind.
 
-    @property
+    @cached_property  # asked several times per render: the datalist, the suggested accounts, the next name
     def accounts(self) -> list[str]:
         """The ledger's customer accounts, by name."""
         balances = getattr(self.view.state, "balances", {})
