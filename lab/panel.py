@@ -25,7 +25,8 @@ from lab import facts, forms, missions, predictions, queries, share, timeline
 from lab.log_rows import row_html
 from lab.models import Sandbox
 from lab.panel_text import fold_text
-from lab.sandboxes import UNDO_WINDOW_S, sandbox_to_show, undo_offer
+from lab.sandboxes import UNDO_WINDOW_S, is_blank, sandbox_to_show, undo_offer
+from lab.snapshot_rows import row_html as snapshot_row_html
 from lab.tools import TOOLS
 from lab.types import (
     EventPage,
@@ -156,12 +157,12 @@ class Panel(TemplateReadable):
     def missions(self) -> MissionProgress:
         return missions.mission_progress(self.state.sandbox)
 
-    @property
+    @cached_property
     def revealed_tools(self) -> str:
         """The tools the missions have reached, space-separated: lab.js hides every other `data-tool`."""
         return " ".join(sorted(self.missions.revealed_tools))
 
-    @property
+    @cached_property
     def locked(self) -> dict[str, bool]:
         """tool name (with _ for -, for the template) -> hidden until its mission arrives. The first render sets the
         class; lab.js keeps it current from `revealed_tools` as missions are met."""
@@ -232,6 +233,13 @@ class Panel(TemplateReadable):
     @cached_property
     def log(self) -> EventPage:
         return timeline.event_page(self.state.sandbox, self.log_page, self.log_type or None, per_page=LOG_PER_PAGE)
+
+    @cached_property
+    def snapshot_rows(self) -> list[SafeString]:
+        """The snapshots as rows of HTML, each rendered once per process (lab.snapshot_rows). Read only when the
+        Snapshots tool renders, which a push of the read side alone leaves out."""
+        sandbox = self.state.sandbox
+        return [] if is_blank(sandbox) else [snapshot_row_html(s) for s in timeline.snapshots(sandbox)]
 
     @cached_property
     def time_travel(self) -> TimeTravelView:

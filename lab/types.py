@@ -326,7 +326,6 @@ class LabState(TemplateReadable):
     read: ReadSide
     projector: ProjectorStatus
     in_flight: list[InFlightEvent]
-    snapshots: list[SnapshotView]
     snapshot_interval: int
     deposit_schema_version: int
     rebuild: Progress

@@ -56,10 +56,10 @@ def test_payloads_are_escaped() -> None:
 
 
 def test_the_kept_rows_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(log_rows, "ROWS_KEPT", 5)
+    monkeypatch.setattr(log_rows._rows, "limit", 5)
     events = [event(n) for n in range(1, 12)]
     for e in events:
         log_rows.row_html(e, upcast_shown=False, deposit_schema=1)
     assert len(log_rows._rows) == 5
-    kept = {key[0] for key in log_rows._rows}
+    kept = {key[0] for key in log_rows._rows.keys()}
     assert kept == {e.event_id for e in events[-5:]}  # the least recently shown went first
