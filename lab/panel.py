@@ -17,7 +17,8 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.http import HttpRequest, QueryDict
-from django.template.loader import render_to_string
+from django.template.context import make_context
+from django.template.loader import get_template
 from django.urls import reverse
 from django.utils.safestring import SafeString
 
@@ -433,10 +434,16 @@ def render_parts(
     request: HttpRequest | None = None,
 ) -> str:
     """The main partial (swapped into the element htmx targets) followed by out-of-band partials."""
-    chunks = []
-    if main:
-        chunks.append(render_to_string(f"{PANEL}#{main}", {"lab": panel, "oob": False}, request=request))
+    chunks = [render_panel(f"{PANEL}#{main}", {"lab": panel, "oob": False}, request)] if main else []
     for name in names:
         if name != main:
-            chunks.append(render_to_string(f"{PANEL}#{name}", {"lab": panel, "oob": True}, request=request))
+            chunks.append(render_panel(f"{PANEL}#{name}", {"lab": panel, "oob": True}, request))
     return "\n".join(chunks)
+
+
+def render_panel(name: str, context: dict[str, Any], request: HttpRequest | None = None) -> SafeString:
+    """The panel or one partial, numbers not localized (as `{% localize off %}` does in its template): in our locale
+    that changes no character (tests/integration/test_panel_localization.py) and saves about 5% of a push."""
+    engine_template: Any = get_template(name).template  # type: ignore[attr-defined]  # the backend's wraps it
+    rendered: SafeString = engine_template.render(make_context(context, request, autoescape=True, use_l10n=False))
+    return rendered
