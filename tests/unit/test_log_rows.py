@@ -7,6 +7,7 @@ import datetime as dt
 import uuid
 
 import pytest
+from django.utils import timezone
 
 from lab import log_rows
 from lab.types import EventView
@@ -48,6 +49,14 @@ def test_an_event_with_a_reused_position_gets_its_own_row() -> None:
     a = log_rows.row_html(event(1, schema=2, payload={"amount": "5.00"}), upcast_shown=False, deposit_schema=2)
     b = log_rows.row_html(event(1, schema=2, payload={"amount": "7.00"}), upcast_shown=False, deposit_schema=2)
     assert "$5.00" in a and "$7.00" in b
+
+
+def test_the_time_zone_it_is_shown_in_is_in_its_key() -> None:
+    e = event()
+    utc = log_rows.row_html(e, upcast_shown=False, deposit_schema=1)
+    with timezone.override("Europe/Berlin"):
+        berlin = log_rows.row_html(e, upcast_shown=False, deposit_schema=1)
+    assert "12:00:01" in utc and "13:00:01" in berlin
 
 
 def test_payloads_are_escaped() -> None:
