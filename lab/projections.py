@@ -171,7 +171,7 @@ def project(
     due = _due_prefix(rows[:limit], cutoff, lag, out, skipped)
     if due:
         try:
-            with transaction.atomic():
+            with store.write_turn(), transaction.atomic():
                 try_sandbox_lock(sandbox_id)
                 _guard(sandbox_id, projection, generation, rebuilding)
                 applied, poison = _apply(sandbox_id, projection, generation, cp, due)

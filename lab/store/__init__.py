@@ -9,6 +9,7 @@ load-report tables. Everything else in the lab reads and writes events through t
   values.py     Python <-> database values for the raw SQL
   domains.py    the streams of the domain labs: append and load through a domain's codec, its snapshots
   group_commit.py  SQLite: the writes that arrive while one transaction is written share the next one (one fsync)
+  write_gate.py SQLite: this process's busy writers take turns at the write lock, handed over at once
 
 docs/architecture.md explains the ordering guarantees (why, within a sandbox, positions commit in order on both
 databases) and the lock order.
@@ -44,6 +45,7 @@ from lab.store.reads import (
 )
 from lab.store.records import command_outcome, record_command, record_load
 from lab.store.snapshots import load_state, save_snapshot, snapshot_at, snapshots_of
+from lab.store.write_gate import write_turn
 
 __all__ = [
     "DjangoEventStore",
@@ -83,4 +85,5 @@ __all__ = [
     "snapshot_at",
     "snapshots_of",
     "version_at_time",
+    "write_turn",
 ]

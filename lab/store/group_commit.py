@@ -44,6 +44,8 @@ from asgiref.sync import sync_to_async
 from django.db import DEFAULT_DB_ALIAS, OperationalError, connections, transaction
 from django.db.transaction import TransactionManagementError
 
+from lab.store.write_gate import write_turn
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -133,7 +135,7 @@ class _Writer:
         results: list[tuple[bool, Any, list[Hook]]] = []
         db = connections[DEFAULT_DB_ALIAS]  # this thread's own connection, looked up once per batch
         try:
-            with transaction.atomic():  # BEGIN IMMEDIATE: the write lock, shared by the whole batch
+            with write_turn(), transaction.atomic():  # BEGIN IMMEDIATE: the write lock, shared by the whole batch
                 raw = db.connection
                 results = [_run_alone(db, raw, job) for job in batch]
                 if db.needs_rollback:  # never commit a batch Django has given up on
@@ -234,7 +236,8 @@ def run(work: Callable[[], T], *, savepoint: bool = True, alone: Callable[[], T]
         committed = 0
         try:
             # Its own transaction; its on_commit hooks run at its commit, here.
-            value = alone() if alone is not None else _inline(work)
+            with write_turn():
+                value = alone() if alone is not None else _inline(work)
             committed = 1
             return value
         finally:

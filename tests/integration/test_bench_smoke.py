@@ -72,3 +72,23 @@ def test_every_benchmark_runs_and_reports_every_figure(tmp_path):
     }
     assert expected <= set(figures), sorted(expected - set(figures))
     assert all(value > 0 for value in figures.values())
+
+
+def test_the_write_turns_comparison_runs_both_ways(tmp_path):
+    """bench/write_turns.py, the same-sitting comparison behind lab.store.write_gate, at one short round."""
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL"}},
+        "BENCH_TURNS_ROUNDS": "1",
+        "BENCH_TURNS_SECONDS": "0.5",
+        "BENCH_TURNS_SANDBOXES": "4",
+    }
+    done = subprocess.run(
+        [sys.executable, "bench/write_turns.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    report = json.loads(done.stdout)
+    (turns,), (no_turns,) = report["windows"]["turns"], report["windows"]["no_turns"]
+    assert turns["commands_per_s"] > 0 and no_turns["commands_per_s"] > 0, report
+    # Without turns the projector may not get the lock at all in half a second: that is what the turns are for.
+    assert turns["projected_per_s"] > 0 and turns["step_ms_p99"] > 0, report
+    assert {"projected_share_turns_vs_no_turns", "step_p99_turns_vs_no_turns"} <= report.keys()
