@@ -80,3 +80,15 @@ def first(model: type[M], where: str, params: Sequence[Any]) -> M | None:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     return None if row is None else _build(model, plan, row, db)
+
+
+def every(model: type[M], where: str, params: Sequence[Any]) -> list[M]:
+    """Every instance of `SELECT columns FROM <model's table> WHERE <where>` (which may go on with ORDER BY and
+    LIMIT; parameters as %s), in the order the statement returns them."""
+    db = _db()
+    plan = _plan(model, db)
+    sql = f"SELECT {plan.columns} FROM {model._meta.db_table} WHERE {where}"  # noqa: S608 (table and columns only)
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return [_build(model, plan, row, db) for row in rows]

@@ -13,6 +13,7 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
+from lab import instances
 from lab.engine.messages import AccountState, Event
 from lab.engine.replay import Loaded, StoredSnapshot, load, usable_snapshot
 from lab.engine.snapshots import UnusableSnapshot, fingerprint, state_from_dict, state_to_dict
@@ -100,12 +101,13 @@ def save_snapshot(sandbox: Sandbox, state: AccountState, reason: str) -> None:
 
 def snapshots_of(sandbox: Sandbox, limit: int | None = 100) -> list[Snapshot]:
     """The sandbox's snapshots, newest first."""
-    # Raw SQL, the same rows (converted by the model's fields as the ORM would): every push reads this list.
-    sql = f"SELECT * FROM {SNAPSHOTS} WHERE sandbox_id = %s ORDER BY version DESC"
+    # One plain statement, the rows converted as the ORM converts them (lab.instances): a command's push and every
+    # page view read this list, and a RawQuerySet's per-call setup was most of the read (376 µs for seven).
+    where = "sandbox_id = %s ORDER BY version DESC"
     params: list[Any] = [db_uuid(sandbox.pk)]
     if limit is not None:
-        sql, params = sql + " LIMIT %s", [*params, limit]
-    return list(Snapshot.objects.raw(sql, params))
+        where, params = where + " LIMIT %s", [*params, limit]
+    return instances.every(Snapshot, where, params)
 
 
 def snapshot_at(sandbox: Sandbox, version: int) -> Snapshot:

@@ -99,6 +99,11 @@ def test_the_snapshots_list_equals_the_orms():
             (s.pk, s.version, s.state, s.fingerprint, s.taken_at, s.reason) for s in expected
         ]
         assert all(isinstance(s.state, dict) and s.taken_at.tzinfo is not None for s in raw)
+        fields = Snapshot._meta.concrete_fields
+        assert [{f.attname: (getattr(s, f.attname), type(getattr(s, f.attname))) for f in fields} for s in raw] == [
+            {f.attname: (getattr(s, f.attname), type(getattr(s, f.attname))) for f in fields} for s in expected
+        ]
+        assert all((s._state.adding, s._state.db) == (False, "default") for s in raw)
 
 
 def test_a_sandbox_by_id_is_the_orms_row():
