@@ -73,22 +73,21 @@ def _build(model: type[M], plan: _Plan, row: Sequence[Any], db: Any) -> M:
 
 def first(model: type[M], where: str, params: Sequence[Any]) -> M | None:
     """The first instance of `SELECT columns FROM <model's table> WHERE <where>` (parameters as %s), or None."""
-    db = _db()
-    plan = _plan(model, db)
-    sql = f"SELECT {plan.columns} FROM {model._meta.db_table} WHERE {where}"  # noqa: S608 (table and columns only)
-    with db.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    return None if row is None else _build(model, plan, row, db)
+    found = _select(model, where, params, many=False)
+    return found[0] if found else None
 
 
 def every(model: type[M], where: str, params: Sequence[Any]) -> list[M]:
     """Every instance of `SELECT columns FROM <model's table> WHERE <where>` (which may go on with ORDER BY and
     LIMIT; parameters as %s), in the order the statement returns them."""
+    return _select(model, where, params, many=True)
+
+
+def _select(model: type[M], where: str, params: Sequence[Any], *, many: bool) -> list[M]:
     db = _db()
     plan = _plan(model, db)
     sql = f"SELECT {plan.columns} FROM {model._meta.db_table} WHERE {where}"  # noqa: S608 (table and columns only)
     with db.cursor() as cursor:
         cursor.execute(sql, params)
-        rows = cursor.fetchall()
+        rows = cursor.fetchall() if many else cursor.fetchmany(1)
     return [_build(model, plan, row, db) for row in rows]

@@ -19,22 +19,21 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
-def test_every_benchmark_runs_and_reports_every_figure(tmp_path):
-    results = tmp_path / "results.json"
-    env = {
-        **{k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL"}},
-        "BENCH_RESULTS": str(results),
-        "BENCH_RUNS": "1",
-        "BENCH_EVENTS": "300",
-        "BENCH_LATENCY_SAMPLES": "10",
-        "BENCH_PG_APPENDS": "20",
-        "BENCH_CONCURRENT_EVENTS": "320",
-        "BENCH_APPENDS": "200",
-    }
+def run_bench(script: str, timeout: int, **knobs: str) -> subprocess.CompletedProcess[str]:
+    """A benchmark script as `make bench` runs it: its own settings, none of the suite's database or Redis."""
+    env = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL"}}
     done = subprocess.run(
-        [sys.executable, "bench/run.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=840
+        [sys.executable, script], cwd=ROOT, env={**env, **knobs}, capture_output=True, text=True, timeout=timeout
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return done
+
+
+def test_every_benchmark_runs_and_reports_every_figure(tmp_path):
+    results = tmp_path / "results.json"
+    run_bench("bench/run.py", 840, BENCH_RESULTS=str(results), BENCH_RUNS="1", BENCH_EVENTS="300",
+              BENCH_LATENCY_SAMPLES="10", BENCH_PG_APPENDS="20", BENCH_CONCURRENT_EVENTS="320",
+              BENCH_APPENDS="200")  # fmt: skip
     figures = json.loads(results.read_text())["figures"]
     expected = {
         "append_events_per_s",
@@ -76,16 +75,8 @@ def test_every_benchmark_runs_and_reports_every_figure(tmp_path):
 
 def test_the_write_turns_comparison_runs_both_ways(tmp_path):
     """bench/write_turns.py, the same-sitting comparison behind lab.store.write_gate, at one short round."""
-    env = {
-        **{k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL"}},
-        "BENCH_TURNS_ROUNDS": "1",
-        "BENCH_TURNS_SECONDS": "0.5",
-        "BENCH_TURNS_SANDBOXES": "4",
-    }
-    done = subprocess.run(
-        [sys.executable, "bench/write_turns.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    done = run_bench("bench/write_turns.py", 300, BENCH_TURNS_ROUNDS="1", BENCH_TURNS_SECONDS="0.5",
+                     BENCH_TURNS_SANDBOXES="4")  # fmt: skip
     report = json.loads(done.stdout)
     (turns,), (no_turns,) = report["windows"]["turns"], report["windows"]["no_turns"]
     assert turns["commands_per_s"] > 0 and no_turns["commands_per_s"] > 0, report
