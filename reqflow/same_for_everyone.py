@@ -11,10 +11,14 @@ What may still differ between two views of the same key, and how each stays righ
   gives that view (one token per response, as Django's context processor gives);
 - the parts inside `{% per_visitor %}`: rendered for each view, with the page's own context (the variables of a
   `{% for %}` around a hole are not there);
+- - with `partials_vary` after the key, every inline `{% partialdef %}` inside: each is a hole of its own, as if in
+  `{% per_visitor %}` (the lab's panel, whose partials are what changes from view to view and push to push);
 - anything else must not differ for the same key: the key names what it depends on (the concept and the request's
   path on the concept page); the script prefix, URLconf and language are added to it, and the tag itself (a
   serial number), so a template edited under autoreload starts afresh.
-At most MAX_KEPT keys are kept, the oldest dropped first. Installed as a template builtin (settings.TEMPLATES).
+At most MAX_KEPT keys are kept, the least recently shown dropped first (a visitor who makes many lab frames,
+one per snapshot interval say, cannot push out the article every view needs). Installed as a template builtin
+(settings.TEMPLATES).
 """
 
 from __future__ import annotations
@@ -22,14 +26,16 @@ from __future__ import annotations
 import itertools
 import secrets
 import threading
+from collections import OrderedDict
 from typing import Any
 
 from django.template import Context, Library, Node, NodeList, TemplateSyntaxError
 from django.template.base import FilterExpression, Parser, Token
-from django.template.defaulttags import CsrfTokenNode
+from django.template.defaulttags import CsrfTokenNode, ForNode, IfNode
 from django.urls import get_script_prefix, get_urlconf
 from django.utils.safestring import SafeString
 from django.utils.translation import get_language
+from template_partials.templatetags.partials import DefinePartialNode
 
 register = Library()
 
@@ -40,7 +46,7 @@ _HOLE = f"<!--{_PLACEHOLDER}-hole-->"
 _CSRF_INPUT = f'<input type="hidden" name="csrfmiddlewaretoken" value="{_PLACEHOLDER}">'
 _RECORDING = "same_for_everyone_recording"  # the context key under which a recording pass collects its holes
 
-_kept: dict[tuple[Any, ...], tuple[list[str], list[PerVisitorNode]]] = {}
+_kept: OrderedDict[tuple[Any, ...], tuple[list[str], list[PerVisitorNode]]] = OrderedDict()
 _serials = itertools.count()  # one per tag in a parsed template: unlike id(), never reused by a later one
 _lock = threading.Lock()
 
@@ -72,13 +78,16 @@ class SameForEveryoneNode(Node):
             get_urlconf(),
             get_language(),
         )
-        kept = _kept.get(key)
+        with _lock:
+            kept = _kept.get(key)
+            if kept is not None:
+                _kept.move_to_end(key)
         if kept is None:
             kept = self._record(context)
             with _lock:
-                while len(_kept) >= MAX_KEPT:
-                    del _kept[next(iter(_kept))]
                 _kept[key] = kept
+                while len(_kept) > MAX_KEPT:
+                    _kept.popitem(last=False)
         chunks, holes = kept
         parts = [chunks[0]]
         for hole, chunk in zip(holes, chunks[1:], strict=True):
@@ -102,13 +111,38 @@ def _with_this_views_token(html: str, context: Context) -> str:
     return html.replace(_PLACEHOLDER, str(token) if token else "")  # a bare {{ csrf_token }}, as Django renders it
 
 
+def _partials_as_holes(nodelist: NodeList, *, in_loop: bool = False) -> None:
+    """Wrap every inline partial in `nodelist` (and in the nodes it holds, not in other partials) in a hole."""
+    for index, node in enumerate(nodelist):
+        if isinstance(node, DefinePartialNode):
+            if node.inline:
+                if in_loop:  # a hole renders without the loop's variables: refuse rather than render it wrong
+                    raise TemplateSyntaxError(f"partial {node.partial_name!r} is inside a loop: it cannot vary")
+                nodelist[index] = PerVisitorNode(NodeList([node]))
+            continue
+        if isinstance(node, PerVisitorNode):  # already a hole
+            continue
+        # IfNode builds its `nodelist` afresh on each access: its branches are where its nodes live.
+        if isinstance(node, IfNode):
+            branches = [branch for _, branch in node.conditions_nodelists]
+        else:
+            branches = [getattr(node, name) for name in node.child_nodelists if getattr(node, name, None)]
+        for branch in branches:
+            _partials_as_holes(branch, in_loop=in_loop or isinstance(node, ForNode))
+
+
 @register.tag("same_for_everyone")
 def same_for_everyone(parser: Parser, token: Token) -> SameForEveryoneNode:
     bits = token.split_contents()
+    partials_vary = bits[-1] == "partials_vary"
+    if partials_vary:
+        bits.pop()
     if len(bits) < 2:
         raise TemplateSyntaxError("{% same_for_everyone %} needs a key: what the part depends on")
     nodelist = parser.parse(("end_same_for_everyone",))
     parser.delete_first_token()
+    if partials_vary:
+        _partials_as_holes(nodelist)
     return SameForEveryoneNode(nodelist, [parser.compile_filter(bit) for bit in bits[1:]])
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.middleware.csrf import _unmask_cipher_token
 from django.test import Client
 from django.urls import reverse
 
@@ -42,7 +43,7 @@ def nothing_kept():
 def test_a_page_from_the_kept_article_is_the_page_rendered_afresh():
     visitor = Client()
     afresh = visitor.get(PAGE).content.decode()
-    assert len(same_for_everyone._kept) == 1
+    assert len(same_for_everyone._kept) == 2  # the article, and the lab panel's frame (lab.panel_frame)
     kept = visitor.get(PAGE).content.decode()
     assert steady(kept) == steady(afresh)
     assert len(TOKEN.findall(kept)) >= 13  # the thirteen "Try it" forms, and the lab's own
@@ -53,6 +54,10 @@ def test_each_visitor_gets_tokens_of_their_own_and_a_try_it_form_works_for_them_
     ann_page, bob_page = ann.get(PAGE).content.decode(), bob.get(PAGE).content.decode()
     bob_token = TOKEN.findall(bob_page)[0]
     assert bob_token not in ann_page
+    # Every form of the page (the article's and the lab's, both from parts ann's view kept) carries bob's own secret.
+    for client, page in ((ann, ann_page), (bob, bob_page)):
+        secrets = {_unmask_cipher_token(token) for token in TOKEN.findall(page)}
+        assert secrets == {client.cookies["csrftoken"].value}
     try_it = {"scenario": "stale-reads", "next": PAGE}
     assert ann.post(reverse("lab:scenario"), try_it | {"csrfmiddlewaretoken": bob_token}).status_code == 403
     assert bob.post(reverse("lab:scenario"), try_it | {"csrfmiddlewaretoken": bob_token}).status_code == 303

@@ -74,6 +74,37 @@ def test_at_most_max_kept_parts_are_kept(monkeypatch):
     assert len(same_for_everyone._kept) == 3
 
 
+def test_the_least_recently_shown_part_goes_first(monkeypatch):
+    monkeypatch.setattr(same_for_everyone, "MAX_KEPT", 3)
+    for slug in ("s0", "s1", "s2", "s0", "s3"):  # s0 shown again just before s3 comes
+        view(slug=slug)
+    assert sorted(key[1] for key in same_for_everyone._kept) == ["s0", "s2", "s3"]
+
+
+PARTIALS = (
+    "{% load partials %}{% same_for_everyone slug partials_vary %}<h1>{{ title }}</h1>"
+    "{% if slug %}{% partialdef count inline %}<p id=count>{{ who }}: {{ items|length }}</p>{% endpartialdef %}"
+    "{% endif %}"
+    "{% partialdef hidden %}{{ who }}{% endpartialdef %}{% end_same_for_everyone %}"
+)
+
+
+def test_with_partials_vary_each_inline_partial_is_a_hole():
+    assert view(PARTIALS) == "<h1>CQRS &amp; ES</h1><p id=count>ann: 2</p>"
+    later = view(PARTIALS, title="changed", who="bob", items=[1, 2, 3])
+    assert later == "<h1>CQRS &amp; ES</h1><p id=count>bob: 3</p>"  # the frame kept, the partial rendered
+    assert len(same_for_everyone._kept) == 1
+
+
+def test_a_partial_inside_a_loop_cannot_be_a_hole():
+    source = (
+        "{% load partials %}{% same_for_everyone slug partials_vary %}{% for x in items %}"
+        "{% partialdef row inline %}{{ x }}{% endpartialdef %}{% endfor %}{% end_same_for_everyone %}"
+    )
+    with pytest.raises(TemplateSyntaxError, match="inside a loop"):
+        render(source)
+
+
 @pytest.mark.parametrize(
     "source",
     [
