@@ -1,9 +1,11 @@
-"""lab/templatetags/panel_slots.py: the panel's result slots, answer slots and prediction forms, kept rendered once
-per content, read exactly as their includes do, whatever was kept before."""
+"""lab/templatetags/panel_slots.py: the panel's result slots, answer slots, prediction forms and history lines, kept
+rendered once per content, read exactly as their includes (or the markup in place) do, whatever was kept before."""
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
+from decimal import Decimal
 
 import pytest
 from django.template import engines
@@ -13,9 +15,11 @@ from django.utils.safestring import mark_safe
 from lab import predictions
 from lab.predictions import Prediction, Reveal
 from lab.templatetags import panel_slots
+from lab.types import HistoryLineView
 
 SLOTS = ("lab-projector-result", "lab-snapshot-result", "lab-reset-result")
 MOMENTS = predictions.MOMENTS
+NOW = dt.datetime(2026, 12, 2, 18, 0, tzinfo=dt.UTC)
 
 
 class Lab:
@@ -48,8 +52,10 @@ def _tags(source: str, context: dict) -> str:
 @pytest.fixture(autouse=True)
 def nothing_kept():
     panel_slots._kept.clear()
+    panel_slots._history.clear()
     yield
     panel_slots._kept.clear()
+    panel_slots._history.clear()
 
 
 def test_result_and_answer_slots_read_as_their_includes_in_any_order():
@@ -85,3 +91,23 @@ def test_prediction_forms_read_as_their_include_in_any_order():
             include = render_to_string(panel_slots.PREDICTION_TEMPLATE, {"pr": prediction})
             assert _tags("{{ pr|prediction_form }}", {"pr": prediction}) == include
     assert "&lt;Query&gt;" in _tags("{{ pr|prediction_form }}", {"pr": PREDICTIONS[1]})
+
+
+LINES = [
+    HistoryLineView(1, 1, "deposit", Decimal("5"), Decimal("5.00"), NOW),
+    HistoryLineView(2, 2, "deposit", Decimal("5.00"), Decimal("10"), NOW),  # equal keys to other lines' values
+    HistoryLineView(3, 3, "withdrawal", Decimal("1234.5"), Decimal("-0.001"), NOW),
+    HistoryLineView(4, 4, "<interest>", 7, Decimal("1241.5"), NOW),
+]
+INLINE_LINE = (
+    '{% load money %}<li><span class="lab-tag">{{ line.kind }}</span> ${{ line.amount|money }}\n'
+    '  <span class="muted">→ ${{ line.balance_after|money }} · from event #{{ line.version }}</span></li>\n'
+)
+
+
+def test_history_lines_read_as_rendered_in_place_in_any_order():
+    for first, then in itertools.product(LINES, repeat=2):
+        for line in (first, then):
+            assert _tags("{{ line|history_row }}", {"line": line}) == _tags(INLINE_LINE, {"line": line})
+    assert "&lt;interest&gt;</span> $7.00" in _tags("{{ line|history_row }}", {"line": LINES[3]})
+    assert "$1,234.50" in _tags("{{ line|history_row }}", {"line": LINES[2]})
