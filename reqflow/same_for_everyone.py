@@ -11,7 +11,7 @@ What may still differ between two views of the same key, and how each stays righ
   gives that view (one token per response, as Django's context processor gives);
 - the parts inside `{% per_visitor %}`: rendered for each view, with the page's own context (the variables of a
   `{% for %}` around a hole are not there);
-- - with `partials_vary` after the key, every inline `{% partialdef %}` inside: each is a hole of its own, as if in
+- with `partials_vary` after the key, every inline `{% partialdef %}` inside: each is a hole of its own, as if in
   `{% per_visitor %}` (the lab's panel, whose partials are what changes from view to view and push to push);
 - anything else must not differ for the same key: the key names what it depends on (the concept and the request's
   path on the concept page); the script prefix, URLconf and language are added to it, and the tag itself (a
